@@ -1,0 +1,2 @@
+//! ferry-proxy
+#![forbid(unsafe_code)]
