@@ -1,2 +1,15 @@
-//! ferry-proxy
+//! ferry-proxy: the data plane. A routing table (ferry-api) is compiled into a runtime table that
+//! the request path reads through arc-swap guards, without locks.
 #![forbid(unsafe_code)]
+
+pub mod access_log;
+pub mod admin;
+pub mod cluster;
+pub mod config;
+pub mod demo;
+pub mod flags;
+pub mod http;
+pub mod metrics;
+pub mod route;
+pub mod server;
+pub mod table;

@@ -1,1 +1,183 @@
-fn main() {}
+//! ferry-proxy: the command line.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use ferry_proxy::{admin, config, demo, server::Proxy};
+use tracing_subscriber::{EnvFilter, layer::SubscriberExt, reload, util::SubscriberInitExt};
+
+/// The example served by `ferry-proxy demo` when no --config is given.
+const DEMO_TABLE: &str = include_str!("../../examples/standalone.yaml");
+
+#[derive(Parser, Debug)]
+#[command(name = "ferry-proxy", version, about = "Ferry's sidecar proxy: HTTP routing from a hot-swappable table")]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct RunArgs {
+    /// Routing table file (YAML, or JSON when it ends in .json); watched and hot-swapped.
+    #[arg(long, env = "FERRY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Admin server address.
+    #[arg(long, env = "FERRY_ADMIN_ADDR", default_value = "127.0.0.1:9901")]
+    admin_addr: SocketAddr,
+    /// Write the admin server's bound address to this file (useful with port 0).
+    #[arg(long)]
+    admin_address_path: Option<PathBuf>,
+    /// Worker threads (default: the number of cores).
+    #[arg(long, env = "FERRY_CONCURRENCY")]
+    concurrency: Option<usize>,
+    /// Log filter: trace, debug, info, warn, error, off, or a tracing directive list.
+    #[arg(long, env = "FERRY_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+    #[arg(long, env = "FERRY_DRAIN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
+    /// Check the config file (parse, validate, compile) and exit.
+    #[arg(long)]
+    validate: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the standalone example with demo upstreams started in-process, and show the split.
+    Demo {
+        /// Table to serve (default: the built-in copy of examples/standalone.yaml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Requests to send through the proxy at start to show the weighted split.
+        #[arg(long, default_value_t = 20)]
+        requests: usize,
+        /// Admin server address.
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin_addr: SocketAddr,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let level = match &cli.command {
+        Some(Command::Demo { .. }) => "info".to_owned(),
+        None => cli.run.log_level.clone(),
+    };
+    let filter = EnvFilter::try_new(&level).with_context(|| format!("invalid --log-level {level:?}"))?;
+    let (filter, reload_handle) = reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .init();
+    let set_level: admin::SetLogLevel = Arc::new(move |l: &str| {
+        let f = EnvFilter::try_new(l).map_err(|e| format!("invalid level {l:?}: {e}"))?;
+        reload_handle.reload(f).map_err(|e| e.to_string())
+    });
+
+    let workers = cli
+        .run
+        .concurrency
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Some(Command::Demo { config, requests, admin_addr }) => run_demo(config, requests, admin_addr, set_level).await,
+            None => run(cli.run, set_level).await,
+        }
+    })
+}
+
+async fn run(args: RunArgs, set_level: admin::SetLogLevel) -> anyhow::Result<()> {
+    let Some(config_path) = args.config.clone() else {
+        bail!("--config FILE is required (or try `ferry-proxy demo`)");
+    };
+    let proxy = Arc::new(Proxy::new());
+    let version = match config::apply_file(&proxy, &config_path).await {
+        Ok(v) => v,
+        Err(e) => bail!("invalid configuration: {e}"),
+    };
+    if args.validate {
+        println!("{}: valid (version {version})", config_path.display());
+        return Ok(());
+    }
+    tracing::info!(file = %config_path.display(), %version, "routing table loaded");
+    let admin_addr = admin::spawn(args.admin_addr, Arc::clone(&proxy), set_level)
+        .await
+        .with_context(|| format!("cannot start the admin server on {}", args.admin_addr))?;
+    tracing::info!(address = %admin_addr, "admin server listening");
+    if let Some(p) = &args.admin_address_path {
+        std::fs::write(p, admin_addr.to_string()).with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    let _watcher = config::watch(Arc::clone(&proxy), config_path.clone())
+        .with_context(|| format!("cannot watch {}", config_path.display()))?;
+    wait_for_shutdown(&proxy).await?;
+    shutdown(&proxy, args.drain_timeout).await;
+    Ok(())
+}
+
+async fn run_demo(
+    config_path: Option<PathBuf>,
+    requests: usize,
+    admin_addr: SocketAddr,
+    set_level: admin::SetLogLevel,
+) -> anyhow::Result<()> {
+    let (name, text) = match &config_path {
+        Some(p) => (p.display().to_string(), std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?),
+        None => ("examples/standalone.yaml (built in)".to_owned(), DEMO_TABLE.to_owned()),
+    };
+    let format = config_path.as_deref().map_or(ferry_api::Format::Yaml, ferry_api::Format::from_path);
+    let table = ferry_api::decode(&text, format, &name)?;
+    for (addr, cluster) in demo::demo_endpoints(&table) {
+        demo::spawn_upstream(addr, cluster.clone())
+            .await
+            .with_context(|| format!("cannot start the demo upstream {cluster} on {addr}"))?;
+        println!("demo upstream {cluster:>8} on http://{addr}");
+    }
+    let proxy = Arc::new(Proxy::new());
+    config::apply_text(&proxy, &name, &text, format).await?;
+    let admin_addr = admin::spawn(admin_addr, Arc::clone(&proxy), set_level).await?;
+    let listeners = proxy.listeners().await;
+    for l in &listeners {
+        println!("ferry-proxy listener {} on http://{}", l.name, l.address);
+    }
+    println!("admin on http://{admin_addr} (try /stats/prometheus, /config_dump, /clusters)");
+    if let Some(first) = listeners.first() {
+        demo::show_split(&format!("http://{}/", first.address), requests).await?;
+        println!("\ntry: curl -i http://{}/   (Ctrl-C to stop)", first.address);
+    }
+    wait_for_shutdown(&proxy).await?;
+    shutdown(&proxy, Duration::from_secs(5)).await;
+    Ok(())
+}
+
+async fn wait_for_shutdown(proxy: &Proxy) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = int.recv() => tracing::info!("SIGINT: draining"),
+        _ = proxy.shutdown_requested() => tracing::info!("/quitquitquit: draining"),
+    }
+    Ok(())
+}
+
+async fn shutdown(proxy: &Proxy, drain_timeout: Duration) {
+    if proxy.drain(drain_timeout).await {
+        tracing::info!("drained; exiting");
+    } else {
+        tracing::warn!(timeout = ?drain_timeout, "drain timeout reached with requests still in flight; exiting");
+    }
+    proxy.flush_logs(Duration::from_secs(2)).await;
+}

@@ -1,0 +1,8 @@
+//! Access logs: Envoy format strings or JSON, compiled once per table, written off the request path.
+mod format;
+mod record;
+mod writer;
+
+pub use format::{Format, FormatError, ENVOY_DEFAULT_FORMAT};
+pub use record::LogRecord;
+pub use writer::{AccessLogSink, SinkRegistry};

@@ -1,0 +1,89 @@
+//! One upstream address, its in-flight count (for least-request) and its idle connections.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use arc_swap::ArcSwapOption;
+use crossbeam_queue::SegQueue;
+use hyper::client::conn::{http1, http2};
+
+use crate::http::RequestBody;
+
+/// Idle HTTP/1.1 connections kept per endpoint beyond which a finished one is closed.
+const MAX_IDLE_PER_ENDPOINT: usize = 1024;
+
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    active: AtomicU32,
+    /// Idle HTTP/1.1 connections (lock-free queue: the request path takes no lock).
+    idle: SegQueue<IdleConn>,
+    idle_count: AtomicUsize,
+    /// The shared HTTP/2 connection, multiplexing every request to this endpoint.
+    pub(super) h2: ArcSwapOption<http2::SendRequest<RequestBody>>,
+    /// Serialises opening the HTTP/2 connection so a burst does not open one each.
+    pub(super) h2_connecting: tokio::sync::Mutex<()>,
+}
+
+pub(super) struct IdleConn {
+    pub(super) sender: http1::SendRequest<RequestBody>,
+    pub(super) since: Instant,
+}
+
+impl Endpoint {
+    pub fn new(addr: SocketAddr) -> Endpoint {
+        Endpoint {
+            addr,
+            active: AtomicU32::new(0),
+            idle: SegQueue::new(),
+            idle_count: AtomicUsize::new(0),
+            h2: ArcSwapOption::empty(),
+            h2_connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Requests in flight to this endpoint.
+    pub fn active_requests(&self) -> u32 {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Idle pooled HTTP/1.1 connections.
+    pub fn idle_connections(&self) -> usize {
+        self.idle_count.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn pop_idle(&self) -> Option<IdleConn> {
+        let c = self.idle.pop()?;
+        self.idle_count.fetch_sub(1, Ordering::Relaxed);
+        Some(c)
+    }
+
+    /// Returns a connection whose last response was read completely.
+    pub(super) fn push_idle(&self, sender: http1::SendRequest<RequestBody>) {
+        if sender.is_closed() || self.idle_count.load(Ordering::Relaxed) >= MAX_IDLE_PER_ENDPOINT {
+            return;
+        }
+        self.idle_count.fetch_add(1, Ordering::Relaxed);
+        self.idle.push(IdleConn { sender, since: Instant::now() });
+    }
+}
+
+/// Counts one request in flight to an endpoint for as long as it lives.
+pub struct ActiveRequest(Arc<Endpoint>);
+
+impl ActiveRequest {
+    pub fn new(ep: Arc<Endpoint>) -> ActiveRequest {
+        ep.active.fetch_add(1, Ordering::Relaxed);
+        ActiveRequest(ep)
+    }
+
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.0
+    }
+}
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}

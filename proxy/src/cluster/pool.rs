@@ -1,0 +1,185 @@
+//! Talking to an endpoint: HTTP/1.1 connections are pooled per endpoint and reused once a response
+//! has been read whole; HTTP/2 uses one multiplexed connection per endpoint. A request that a
+//! pooled connection could not even send (the upstream closed it meanwhile) is given back by
+//! hyper and sent on another connection, so keep-alive races never reach the client.
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use super::{Cluster, Endpoint, UpstreamProtocol};
+use crate::http::RequestBody;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("connect to {addr} failed: {source}")]
+    Connect { addr: SocketAddr, source: io::Error },
+    #[error("connect to {addr} timed out after {after:?}")]
+    ConnectTimeout { addr: SocketAddr, after: Duration },
+    #[error("handshake with {addr} failed: {source}")]
+    Handshake { addr: SocketAddr, source: hyper::Error },
+    #[error("request to {addr} failed: {source}")]
+    Request { addr: SocketAddr, source: hyper::Error },
+    #[error("no response within {0:?}")]
+    Timeout(Duration),
+}
+
+impl UpstreamError {
+    /// Whether no connection could be made (as opposed to one that failed mid-request).
+    pub fn is_connect(&self) -> bool {
+        matches!(self, UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. } | UpstreamError::Handshake { .. })
+    }
+}
+
+/// An HTTP/1.1 connection lent to one request, returned to its endpoint's pool when the response
+/// has been read completely (dropping it instead closes the connection).
+pub struct PooledConn {
+    sender: http1::SendRequest<RequestBody>,
+    endpoint: Arc<Endpoint>,
+}
+
+impl PooledConn {
+    pub fn release(self) {
+        self.endpoint.push_idle(self.sender);
+    }
+}
+
+/// Sends `req` to `ep`. `upgrade` requests get a fresh connection that is never pooled.
+pub async fn send(
+    cluster: &Cluster,
+    ep: &Arc<Endpoint>,
+    req: Request<RequestBody>,
+    upgrade: bool,
+) -> Result<(Response<Incoming>, Option<PooledConn>), UpstreamError> {
+    match cluster.protocol {
+        UpstreamProtocol::Http1 => send_h1(cluster, ep, req, upgrade).await,
+        UpstreamProtocol::Http2 => send_h2(cluster, ep, req).await.map(|r| (r, None)),
+    }
+}
+
+async fn send_h1(
+    cluster: &Cluster,
+    ep: &Arc<Endpoint>,
+    mut req: Request<RequestBody>,
+    upgrade: bool,
+) -> Result<(Response<Incoming>, Option<PooledConn>), UpstreamError> {
+    if !upgrade {
+        while let Some(idle) = ep.pop_idle() {
+            if idle.since.elapsed() > cluster.idle_timeout || idle.sender.is_closed() {
+                continue;
+            }
+            let mut sender = idle.sender;
+            if sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok((resp, Some(PooledConn { sender, endpoint: Arc::clone(ep) }))),
+                Err(mut e) => match e.take_message() {
+                    // Never written: safe to send on another connection.
+                    Some(r) => req = r,
+                    None => return Err(UpstreamError::Request { addr: ep.addr, source: e.into_error() }),
+                },
+            }
+        }
+    }
+    let io = connect(cluster, ep.addr).await?;
+    let (mut sender, conn) = http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(|source| UpstreamError::Handshake { addr: ep.addr, source })?;
+    let active = cluster.metrics.cx_active.clone();
+    active.inc();
+    if upgrade {
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+            active.dec();
+        });
+    } else {
+        tokio::spawn(async move {
+            let _ = conn.await;
+            active.dec();
+        });
+    }
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|source| UpstreamError::Request { addr: ep.addr, source })?;
+    let pooled = (!upgrade).then(|| PooledConn { sender, endpoint: Arc::clone(ep) });
+    Ok((resp, pooled))
+}
+
+async fn send_h2(cluster: &Cluster, ep: &Arc<Endpoint>, mut req: Request<RequestBody>) -> Result<Response<Incoming>, UpstreamError> {
+    // Two rounds at most: the shared connection, then a fresh one if it turned out to be gone.
+    for _ in 0..2 {
+        let mut sender = h2_sender(cluster, ep).await?;
+        if sender.ready().await.is_err() {
+            ep.h2.store(None);
+            continue;
+        }
+        match sender.try_send_request(req).await {
+            Ok(resp) => return Ok(resp),
+            Err(mut e) => match e.take_message() {
+                Some(r) => {
+                    ep.h2.store(None);
+                    req = r;
+                }
+                None => return Err(UpstreamError::Request { addr: ep.addr, source: e.into_error() }),
+            },
+        }
+    }
+    // Both rounds found dead connections: open one last and report what it says.
+    let mut sender = h2_sender(cluster, ep).await?;
+    sender.send_request(req).await.map_err(|source| UpstreamError::Request { addr: ep.addr, source })
+}
+
+/// The endpoint's shared HTTP/2 connection, opened if there is none (one opener at a time).
+async fn h2_sender(cluster: &Cluster, ep: &Arc<Endpoint>) -> Result<http2::SendRequest<RequestBody>, UpstreamError> {
+    if let Some(s) = ep.h2.load_full().filter(|s| !s.is_closed()) {
+        return Ok((*s).clone());
+    }
+    let _opening = ep.h2_connecting.lock().await;
+    if let Some(s) = ep.h2.load_full().filter(|s| !s.is_closed()) {
+        return Ok((*s).clone());
+    }
+    let io = connect(cluster, ep.addr).await?;
+    let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .handshake(io)
+        .await
+        .map_err(|source| UpstreamError::Handshake { addr: ep.addr, source })?;
+    let active = cluster.metrics.cx_active.clone();
+    active.inc();
+    tokio::spawn(async move {
+        let _ = conn.await;
+        active.dec();
+    });
+    ep.h2.store(Some(Arc::new(sender.clone())));
+    Ok(sender)
+}
+
+async fn connect(cluster: &Cluster, addr: SocketAddr) -> Result<TokioIo<TcpStream>, UpstreamError> {
+    let attempt = TcpStream::connect(addr);
+    let result = match cluster.connect_timeout {
+        Some(after) => match tokio::time::timeout(after, attempt).await {
+            Ok(r) => r,
+            Err(_) => {
+                cluster.metrics.cx_connect_fail.inc();
+                return Err(UpstreamError::ConnectTimeout { addr, after });
+            }
+        },
+        None => attempt.await,
+    };
+    let stream = result.map_err(|source| {
+        cluster.metrics.cx_connect_fail.inc();
+        UpstreamError::Connect { addr, source }
+    })?;
+    let _ = stream.set_nodelay(true);
+    cluster.metrics.cx_total.inc();
+    Ok(TokioIo::new(stream))
+}

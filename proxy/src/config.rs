@@ -1,0 +1,101 @@
+//! Loading a routing table from a file, and following the file as it changes.
+//!
+//! A table that fails to read, parse, validate or bind is rejected whole: the error names the file,
+//! line and field path, `ferry_config_rejected_total` counts it, and the previous table serves on.
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_api::{DecodeError, Format};
+use notify::{RecursiveMode, Watcher};
+
+use crate::server::Proxy;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: cannot read: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Invalid(#[from] DecodeError),
+}
+
+/// Reads, decodes and applies `path`. Returns the version now served.
+pub async fn apply_file(proxy: &Proxy, path: &Path) -> Result<String, LoadError> {
+    let name = path.display().to_string();
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|source| LoadError::Read { path: name.clone(), source })?;
+    apply_text(proxy, &name, &text, Format::from_path(path)).await
+}
+
+/// Decodes and applies `text` (named `name` in errors).
+pub async fn apply_text(proxy: &Proxy, name: &str, text: &str, format: Format) -> Result<String, LoadError> {
+    if text.trim().is_empty() {
+        // Almost always a file caught mid-write; an empty table would answer 404 to everything.
+        return Err(DecodeError::at(name, text, "", "the file is empty").into());
+    }
+    let table = ferry_api::decode(text, format, name)?;
+    proxy
+        .apply(table)
+        .await
+        .map_err(|e| DecodeError::at(name, text, &e.field_path(), e.message()).into())
+}
+
+fn content_hash(text: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
+}
+
+/// Watches `path` and applies each new version of it. The watcher stops when the returned handle
+/// is dropped.
+///
+/// The file's directory is watched rather than the file, so that editors that write a new file and
+/// rename it over the old one, and Kubernetes ConfigMap symlink swaps, are both seen. Events are
+/// debounced, and content already seen (applied or rejected) is not applied twice.
+pub fn watch(proxy: Arc<Proxy>, path: PathBuf) -> anyhow::Result<notify::RecommendedWatcher> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = tx.send(());
+        }
+    })?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    let initial = std::fs::read_to_string(&path).map(|t| content_hash(&t)).unwrap_or(0);
+    tokio::spawn(async move {
+        let mut last_seen = initial;
+        while rx.recv().await.is_some() {
+            // Let a burst of events (truncate, write, close, rename) settle.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            while rx.try_recv().is_ok() {}
+            let text = match tokio::fs::read_to_string(&path).await {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), "cannot read the config file: {e}");
+                    continue;
+                }
+            };
+            let hash = content_hash(&text);
+            if hash == last_seen {
+                continue;
+            }
+            last_seen = hash;
+            let name = path.display().to_string();
+            match apply_text(&proxy, &name, &text, Format::from_path(&path)).await {
+                Ok(version) => tracing::info!(file = %name, %version, "applied the new routing table"),
+                Err(e) => {
+                    proxy.metrics.config_rejected.inc();
+                    let serving = proxy.current().map(|t| t.version.clone()).unwrap_or_default();
+                    tracing::error!("rejected {e}; still serving version {serving}");
+                }
+            }
+        }
+    });
+    Ok(watcher)
+}

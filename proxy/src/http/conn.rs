@@ -1,0 +1,106 @@
+//! Serving one client connection: HTTP/1.1 and HTTP/2 (prior knowledge) detected per connection,
+//! each request handed to [`super::handle`] with the listener's current table.
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpStream;
+
+use crate::table::ListenerTable;
+
+/// A running listener's shared state; its table is swapped in place on every new routing table.
+pub struct ListenerCtx {
+    pub name: String,
+    pub table: ArcSwap<ListenerTable>,
+    /// The bound address (the OS's choice when the table said port 0).
+    pub local_addr: SocketAddr,
+    connections: AtomicUsize,
+}
+
+impl ListenerCtx {
+    pub fn new(name: String, table: Arc<ListenerTable>, local_addr: SocketAddr) -> ListenerCtx {
+        ListenerCtx { name, table: ArcSwap::new(table), local_addr, connections: AtomicUsize::new(0) }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+}
+
+/// What a request knows of its connection.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+    /// The destination port used for route port matches.
+    pub port: u16,
+    pub scheme: &'static str,
+}
+
+/// Decrements the connection count when a connection ends, however it ends.
+struct ConnGuard(Arc<ListenerCtx>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+        self.0.table.load().metrics.cx_active.dec();
+    }
+}
+
+/// Serves `stream` on its own task; the connection is watched by `graceful` for draining.
+pub fn serve_connection(ctx: &Arc<ListenerCtx>, stream: TcpStream, remote: SocketAddr, graceful: &GracefulShutdown) {
+    let table = ctx.table.load();
+    let limits = table.limits.clone();
+    table.metrics.cx_total.inc();
+    if let Some(max) = limits.max_connections {
+        if ctx.connections.load(Ordering::Relaxed) >= max {
+            table.metrics.cx_overflow.inc();
+            drop(stream);
+            return;
+        }
+    }
+    ctx.connections.fetch_add(1, Ordering::Relaxed);
+    table.metrics.cx_active.inc();
+    let guard = ConnGuard(Arc::clone(ctx));
+    let _ = stream.set_nodelay(true);
+    let info = ConnInfo {
+        remote,
+        local: stream.local_addr().unwrap_or(ctx.local_addr),
+        port: ctx.local_addr.port(),
+        scheme: "http",
+    };
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        // hyper's minimum read buffer is 8 KiB.
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_concurrent_streams);
+
+    let svc_ctx = Arc::clone(ctx);
+    let service = service_fn(move |req| {
+        let ctx = Arc::clone(&svc_ctx);
+        async move { Ok::<_, Infallible>(super::handle(&ctx, &info, req).await) }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+    let conn = graceful.watch(conn);
+    let name = ctx.name.clone();
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(listener = %name, %remote, "connection ended with error: {e}");
+        }
+        drop(guard);
+    });
+}

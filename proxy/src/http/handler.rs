@@ -1,0 +1,238 @@
+//! One request: route it, pick a cluster and an endpoint, forward it, and shape the response.
+//! Failures become short local replies: 404 no route, 503 no endpoint or connect failure,
+//! 504 timeout, each with a response flag for the access log.
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HOST};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+
+use super::body::{Completion, LogContext, RequestBody, ResponseBody};
+use super::conn::{ConnInfo, ListenerCtx};
+use super::headers::{add_forwarding, ensure_request_id, strip_hop_by_hop, wants_upgrade};
+use super::upgrade;
+use crate::cluster::{self, ActiveRequest, UpstreamError, UpstreamProtocol};
+use crate::flags::ResponseFlags;
+use crate::route::{RequestView, normalize_path};
+
+pub async fn handle(ctx: &ListenerCtx, conn: &ConnInfo, mut req: Request<Incoming>) -> Response<ResponseBody> {
+    let start = Instant::now();
+    let table = ctx.table.load_full();
+
+    if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > table.limits.max_uri_bytes {
+        table.metrics.uri_too_long.inc();
+        let completion = Completion::new(Arc::clone(&table), start, None);
+        return local_reply(StatusCode::URI_TOO_LONG, "request URI too long\n", completion, ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR);
+    }
+
+    let upgrade = req.version() == Version::HTTP_11 && wants_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    let downstream_version = parts.version;
+
+    // The authority: Host for HTTP/1.1, :authority for HTTP/2.
+    let authority: String = match parts.headers.get(HOST).and_then(|h| h.to_str().ok()) {
+        Some(h) => h.to_owned(),
+        None => parts.uri.authority().map(|a| a.as_str().to_owned()).unwrap_or_default(),
+    };
+
+    // Forwarding headers first, so the access log sees the request id and XFF as sent upstream.
+    strip_hop_by_hop(&mut parts.headers, upgrade);
+    add_forwarding(&mut parts.headers, conn.remote.ip(), conn.scheme);
+    ensure_request_id(&mut parts.headers);
+
+    let log = table.access_log.as_ref().map(|logger| {
+        let mut captured = HeaderMap::new();
+        for name in logger.request_headers() {
+            for v in parts.headers.get_all(name) {
+                captured.append(name.clone(), v.clone());
+            }
+        }
+        Box::new(LogContext {
+            start_time: SystemTime::now(),
+            method: parts.method.clone(),
+            path: parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
+            protocol: protocol_name(downstream_version),
+            authority: authority.clone(),
+            scheme: conn.scheme,
+            request_headers: captured,
+            response_headers: None,
+            bytes_received: Arc::new(AtomicU64::new(0)),
+            upstream_service_time: None,
+            remote: conn.remote,
+            local: conn.local,
+        })
+    });
+    let mut completion = Completion::new(Arc::clone(&table), start, log);
+
+    // === Route ===
+    let path = normalize_path(parts.uri.path());
+    let query = parts.uri.query();
+    let view = RequestView {
+        method: &parts.method,
+        path: &path,
+        query,
+        headers: &parts.headers,
+        scheme: conn.scheme,
+        port: conn.port,
+    };
+    let Some((vi, vhost)) = table.vhosts.find(&authority) else {
+        table.metrics.no_route.record(404);
+        let msg = format!("no route: no virtual host matches authority {authority:?}\n");
+        return local_reply(StatusCode::NOT_FOUND, msg, completion, ResponseFlags::NO_ROUTE);
+    };
+    let Some((ri, route)) = vhost.routes.iter().enumerate().find(|(_, r)| r.matches(&view)) else {
+        table.metrics.no_route.record(404);
+        let msg = format!("no route: nothing in virtual host {:?} matches {} {}\n", vhost.name, parts.method, path);
+        return local_reply(StatusCode::NOT_FOUND, msg, completion, ResponseFlags::NO_ROUTE);
+    };
+    completion.route = Some((vi, ri));
+
+    let cluster = Arc::clone(route.action.targets.pick());
+    completion.cluster = Some(Arc::clone(&cluster));
+    let Some(endpoint) = cluster.pick() else {
+        cluster.metrics.no_healthy.inc();
+        route.metrics.record(503);
+        let msg = format!("no healthy upstream in cluster {:?}\n", cluster.name);
+        return local_reply(StatusCode::SERVICE_UNAVAILABLE, msg, completion, ResponseFlags::NO_HEALTHY_UPSTREAM);
+    };
+
+    // === Build the upstream request ===
+    let new_path = route.rewrite_path(&path).or_else(|| match path {
+        std::borrow::Cow::Owned(p) => Some(p),
+        std::borrow::Cow::Borrowed(_) => None,
+    });
+    let path_and_query = match new_path {
+        None => parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")),
+        Some(p) => {
+            let pq = match query {
+                Some(q) => format!("{p}?{q}"),
+                None => p,
+            };
+            match PathAndQuery::try_from(pq) {
+                Ok(pq) => pq,
+                Err(_) => return local_reply(StatusCode::BAD_REQUEST, "invalid rewritten path\n", completion, ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR),
+            }
+        }
+    };
+    let upstream_authority = route.action.rewrite.host.clone().or_else(|| authority.parse::<Authority>().ok());
+
+    parts.extensions = http::Extensions::new();
+
+    match cluster.protocol {
+        UpstreamProtocol::Http1 => {
+            parts.version = Version::HTTP_11;
+            parts.uri = Uri::from(path_and_query);
+            if let Some(a) = &route.action.rewrite.host {
+                if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                    parts.headers.insert(HOST, v);
+                }
+            } else if !parts.headers.contains_key(HOST) {
+                if let Ok(v) = HeaderValue::from_str(&authority) {
+                    parts.headers.insert(HOST, v);
+                }
+            }
+        }
+        UpstreamProtocol::Http2 => {
+            parts.version = Version::HTTP_2;
+            parts.headers.remove(HOST);
+            let mut uri = http::uri::Parts::default();
+            uri.scheme = Some(Scheme::HTTP);
+            uri.authority = upstream_authority.or_else(|| endpoint.addr.to_string().parse().ok());
+            uri.path_and_query = Some(path_and_query);
+            match Uri::from_parts(uri) {
+                Ok(u) => parts.uri = u,
+                Err(_) => return local_reply(StatusCode::BAD_REQUEST, "invalid authority\n", completion, ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR),
+            }
+        }
+    }
+    let body = match &completion.log {
+        Some(log) => RequestBody::Counted(body, Arc::clone(&log.bytes_received)),
+        None if upgrade => RequestBody::Empty,
+        None => RequestBody::Incoming(body),
+    };
+    let upstream_req = Request::from_parts(parts, body);
+
+    // === Forward ===
+    completion.active = Some(ActiveRequest::new(Arc::clone(&endpoint)));
+    let sent_at = Instant::now();
+    let send = cluster::send(&cluster, &endpoint, upstream_req, upgrade);
+    let result = match route.action.request_timeout {
+        Some(t) => tokio::time::timeout(t, send).await.unwrap_or(Err(UpstreamError::Timeout(t))),
+        None => send.await,
+    };
+    let (mut resp, pooled) = match result {
+        Ok(ok) => ok,
+        Err(e) => {
+            let (status, flag) = match &e {
+                UpstreamError::Timeout(_) => {
+                    cluster.metrics.timeouts.inc();
+                    (StatusCode::GATEWAY_TIMEOUT, ResponseFlags::UPSTREAM_TIMEOUT)
+                }
+                e if e.is_connect() => (StatusCode::SERVICE_UNAVAILABLE, ResponseFlags::UPSTREAM_CONNECT_FAILURE),
+                _ => (StatusCode::SERVICE_UNAVAILABLE, ResponseFlags::UPSTREAM_CONNECTION_TERMINATION),
+            };
+            tracing::debug!(cluster = %cluster.name, "upstream request failed: {e}");
+            route.metrics.record(status.as_u16());
+            let msg = match status {
+                StatusCode::GATEWAY_TIMEOUT => "upstream request timeout\n".to_owned(),
+                _ => format!("upstream connect error or disconnect/reset before headers: {e}\n"),
+            };
+            return local_reply(status, msg, completion, flag);
+        }
+    };
+    let upstream_time = sent_at.elapsed();
+    let status = resp.status().as_u16();
+    cluster.metrics.record(status);
+    cluster.metrics.duration.observe(upstream_time.as_secs_f64());
+    route.metrics.record(status);
+
+    let switching = upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if let (true, Some(client)) = (switching, client_upgrade) {
+        upgrade::splice(client, hyper::upgrade::on(&mut resp), cluster.name.clone());
+    }
+    strip_hop_by_hop(resp.headers_mut(), switching);
+    if downstream_version != Version::HTTP_2 {
+        *resp.version_mut() = Version::HTTP_11;
+    }
+    completion.pooled = pooled;
+    completion.status = Some(status);
+    if let Some(log) = completion.log.as_mut() {
+        log.upstream_service_time = Some(upstream_time);
+        log.response_headers = Some(resp.headers().clone());
+    }
+    let (parts, body) = resp.into_parts();
+    Response::from_parts(parts, ResponseBody::upstream(body, completion))
+}
+
+fn protocol_name(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// A response made by the proxy, with the reason in a short text body.
+fn local_reply(
+    status: StatusCode,
+    body: impl Into<Bytes>,
+    mut completion: Completion,
+    flag: ResponseFlags,
+) -> Response<ResponseBody> {
+    completion.flags.insert(flag);
+    completion.status = Some(status.as_u16());
+    if let Some(log) = completion.log.as_mut() {
+        log.response_headers = Some(HeaderMap::new());
+    }
+    let mut resp = Response::new(ResponseBody::local(body.into(), Some(completion)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}

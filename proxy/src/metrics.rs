@@ -1,0 +1,355 @@
+//! Prometheus metrics. Families are registered once; the handles a request touches (per route,
+//! cluster and listener) are resolved when a table is compiled, so the request path only does
+//! atomic adds. Labels are bounded: listener, route, cluster and status class, never paths.
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets in seconds, from 0.5 ms to 60 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
+/// The status classes used as label values, index = status / 100 - 1.
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Index into per-class counter arrays for a status code (anything odd counts as 5xx).
+pub fn class_index(status: u16) -> usize {
+    match status {
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    downstream_rq: IntCounterVec,
+    downstream_rq_time: HistogramVec,
+    downstream_cx_active: IntGaugeVec,
+    downstream_cx_total: IntCounterVec,
+    downstream_cx_overflow: IntCounterVec,
+    downstream_rq_rejected: IntCounterVec,
+    upstream_rq: IntCounterVec,
+    upstream_rq_time: HistogramVec,
+    upstream_rq_timeout: IntCounterVec,
+    upstream_cx_total: IntCounterVec,
+    upstream_cx_active: IntGaugeVec,
+    upstream_cx_connect_fail: IntCounterVec,
+    upstream_no_healthy: IntCounterVec,
+    cluster_endpoints: IntGaugeVec,
+    access_log_dropped: IntCounterVec,
+    pub config_swaps: IntCounter,
+    pub config_rejected: IntCounter,
+    config_info: IntGaugeVec,
+    pub config_last_swap: IntGauge,
+    pub live: IntGauge,
+    pub uptime: IntGauge,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let v = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable!("metric {name} is well formed: {e}"));
+    register(r, Box::new(v.clone()));
+    v
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let v = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable!("metric {name} is well formed: {e}"));
+    register(r, Box::new(v.clone()));
+    v
+}
+
+fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+    let v = HistogramVec::new(opts, labels)
+        .unwrap_or_else(|e| unreachable!("metric {name} is well formed: {e}"));
+    register(r, Box::new(v.clone()));
+    v
+}
+
+fn register(r: &Registry, c: Box<dyn prometheus::core::Collector>) {
+    // Names are distinct constants; a duplicate is a programming error caught by the unit test.
+    if let Err(e) = r.register(c) {
+        tracing::error!("metric registration failed: {e}");
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let config_swaps = IntCounter::new(
+            "ferry_config_swaps_total",
+            "Routing tables applied (including the first)",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let config_rejected = IntCounter::new(
+            "ferry_config_rejected_total",
+            "Routing tables rejected (parse or validation errors); the previous table kept serving",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let config_last_swap = IntGauge::new(
+            "ferry_config_last_swap_timestamp_seconds",
+            "Unix time of the last applied routing table",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let live = IntGauge::new("ferry_server_live", "1 while the proxy is live and not draining")
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let uptime = IntGauge::new("ferry_server_uptime_seconds", "Seconds since start")
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        for c in [&config_swaps, &config_rejected] {
+            register(&r, Box::new(c.clone()));
+        }
+        for g in [&config_last_swap, &live, &uptime] {
+            register(&r, Box::new(g.clone()));
+        }
+        Metrics {
+            downstream_rq: counter_vec(
+                &r,
+                "ferry_http_downstream_requests_total",
+                "Requests received, by listener, route (empty: no route) and status class",
+                &["listener", "route", "code_class"],
+            ),
+            downstream_rq_time: histogram_vec(
+                &r,
+                "ferry_http_downstream_request_duration_seconds",
+                "Time from a request's start to its last response byte",
+                &["listener"],
+            ),
+            downstream_cx_active: gauge_vec(
+                &r,
+                "ferry_downstream_connections_active",
+                "Open client connections",
+                &["listener"],
+            ),
+            downstream_cx_total: counter_vec(
+                &r,
+                "ferry_downstream_connections_total",
+                "Client connections accepted",
+                &["listener"],
+            ),
+            downstream_cx_overflow: counter_vec(
+                &r,
+                "ferry_downstream_connections_overflow_total",
+                "Client connections closed at once because the listener's max_connections was reached",
+                &["listener"],
+            ),
+            downstream_rq_rejected: counter_vec(
+                &r,
+                "ferry_http_downstream_requests_rejected_total",
+                "Requests refused before routing, by reason",
+                &["listener", "reason"],
+            ),
+            upstream_rq: counter_vec(
+                &r,
+                "ferry_http_upstream_requests_total",
+                "Responses received from upstreams, by cluster and status class",
+                &["cluster", "code_class"],
+            ),
+            upstream_rq_time: histogram_vec(
+                &r,
+                "ferry_http_upstream_request_duration_seconds",
+                "Time from sending a request upstream to its response headers",
+                &["cluster"],
+            ),
+            upstream_rq_timeout: counter_vec(
+                &r,
+                "ferry_http_upstream_request_timeouts_total",
+                "Requests that timed out waiting for the upstream",
+                &["cluster"],
+            ),
+            upstream_cx_total: counter_vec(
+                &r,
+                "ferry_upstream_connections_total",
+                "Connections opened to upstream endpoints",
+                &["cluster"],
+            ),
+            upstream_cx_active: gauge_vec(
+                &r,
+                "ferry_upstream_connections_active",
+                "Open connections to upstream endpoints",
+                &["cluster"],
+            ),
+            upstream_cx_connect_fail: counter_vec(
+                &r,
+                "ferry_upstream_connect_failures_total",
+                "Failed attempts to connect to an upstream endpoint",
+                &["cluster"],
+            ),
+            upstream_no_healthy: counter_vec(
+                &r,
+                "ferry_upstream_no_healthy_endpoint_total",
+                "Requests answered 503 because the cluster had no usable endpoint",
+                &["cluster"],
+            ),
+            cluster_endpoints: gauge_vec(
+                &r,
+                "ferry_cluster_endpoints",
+                "Endpoints currently known in each cluster",
+                &["cluster"],
+            ),
+            access_log_dropped: counter_vec(
+                &r,
+                "ferry_access_log_dropped_total",
+                "Access-log lines dropped because the writer fell behind",
+                &["path"],
+            ),
+            config_info: gauge_vec(
+                &r,
+                "ferry_config_info",
+                "1 for the version of the routing table being served",
+                &["version"],
+            ),
+            config_swaps,
+            config_rejected,
+            config_last_swap,
+            live,
+            uptime,
+            registry: r,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!("metrics encoding failed: {e}");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    pub fn set_config_version(&self, version: &str) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[version]).set(1);
+    }
+
+    pub fn route(&self, listener: &str, route: &str) -> RouteMetrics {
+        RouteMetrics {
+            requests: CLASSES.map(|c| self.downstream_rq.with_label_values(&[listener, route, c])),
+        }
+    }
+
+    pub fn listener(&self, listener: &str) -> ListenerMetrics {
+        ListenerMetrics {
+            no_route: self.route(listener, ""),
+            duration: self.downstream_rq_time.with_label_values(&[listener]),
+            cx_active: self.downstream_cx_active.with_label_values(&[listener]),
+            cx_total: self.downstream_cx_total.with_label_values(&[listener]),
+            cx_overflow: self.downstream_cx_overflow.with_label_values(&[listener]),
+            uri_too_long: self
+                .downstream_rq_rejected
+                .with_label_values(&[listener, "uri_too_long"]),
+        }
+    }
+
+    pub fn cluster(&self, cluster: &str) -> ClusterMetrics {
+        ClusterMetrics {
+            requests: CLASSES.map(|c| self.upstream_rq.with_label_values(&[cluster, c])),
+            duration: self.upstream_rq_time.with_label_values(&[cluster]),
+            timeouts: self.upstream_rq_timeout.with_label_values(&[cluster]),
+            cx_total: self.upstream_cx_total.with_label_values(&[cluster]),
+            cx_active: self.upstream_cx_active.with_label_values(&[cluster]),
+            cx_connect_fail: self.upstream_cx_connect_fail.with_label_values(&[cluster]),
+            no_healthy: self.upstream_no_healthy.with_label_values(&[cluster]),
+            endpoints: self.cluster_endpoints.with_label_values(&[cluster]),
+        }
+    }
+
+    pub fn access_log_dropped(&self, path: &str) -> IntCounter {
+        self.access_log_dropped.with_label_values(&[path])
+    }
+
+    /// Forgets the series of a route that is gone from the table, so labels stay bounded.
+    pub fn remove_route(&self, listener: &str, route: &str) {
+        for c in CLASSES {
+            let _ = self.downstream_rq.remove_label_values(&[listener, route, c]);
+        }
+    }
+
+    /// Forgets the series of a cluster that is gone from the table.
+    pub fn remove_cluster(&self, cluster: &str) {
+        for c in CLASSES {
+            let _ = self.upstream_rq.remove_label_values(&[cluster, c]);
+        }
+        for v in [
+            &self.upstream_rq_timeout,
+            &self.upstream_cx_total,
+            &self.upstream_cx_connect_fail,
+            &self.upstream_no_healthy,
+        ] {
+            let _ = v.remove_label_values(&[cluster]);
+        }
+        let _ = self.upstream_rq_time.remove_label_values(&[cluster]);
+        let _ = self.upstream_cx_active.remove_label_values(&[cluster]);
+        let _ = self.cluster_endpoints.remove_label_values(&[cluster]);
+    }
+}
+
+/// Per-route request counters, one per status class.
+#[derive(Clone)]
+pub struct RouteMetrics {
+    requests: [IntCounter; 5],
+}
+
+impl RouteMetrics {
+    pub fn record(&self, status: u16) {
+        self.requests[class_index(status)].inc();
+    }
+}
+
+#[derive(Clone)]
+pub struct ListenerMetrics {
+    pub no_route: RouteMetrics,
+    pub duration: Histogram,
+    pub cx_active: IntGauge,
+    pub cx_total: IntCounter,
+    pub cx_overflow: IntCounter,
+    pub uri_too_long: IntCounter,
+}
+
+pub struct ClusterMetrics {
+    requests: [IntCounter; 5],
+    pub duration: Histogram,
+    pub timeouts: IntCounter,
+    pub cx_total: IntCounter,
+    pub cx_active: IntGauge,
+    pub cx_connect_fail: IntCounter,
+    pub no_healthy: IntCounter,
+    pub endpoints: IntGauge,
+}
+
+impl ClusterMetrics {
+    pub fn record(&self, status: u16) {
+        self.requests[class_index(status)].inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_register_once_and_encode() {
+        let m = Metrics::new();
+        m.route("web", "r1").record(200);
+        m.cluster("c1").record(503);
+        m.set_config_version("v1");
+        let text = m.encode();
+        assert!(text.contains(
+            "ferry_http_downstream_requests_total{code_class=\"2xx\",listener=\"web\",route=\"r1\"} 1"
+        ));
+        assert!(text.contains("ferry_http_upstream_requests_total{cluster=\"c1\",code_class=\"5xx\"} 1"));
+        assert!(text.contains("ferry_config_info{version=\"v1\"} 1"));
+    }
+}

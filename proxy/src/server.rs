@@ -1,0 +1,302 @@
+//! The proxy process: the current runtime table, the running listeners, and how a new table
+//! replaces the old one. A table is compiled and its new sockets bound before anything changes;
+//! then each listener's table is swapped in place (connections and requests in flight keep the
+//! table they started with), new listeners start, and removed ones drain.
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwapOption;
+use ferry_api::v1;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex, Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::access_log::SinkRegistry;
+use crate::http::{ListenerCtx, serve_connection};
+use crate::metrics::Metrics;
+use crate::table::{CompileError, RuntimeTable, compile};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Invalid(#[from] CompileError),
+    #[error("listeners[{index}].address: cannot listen on {address}: {source}")]
+    Bind { index: usize, address: SocketAddr, source: io::Error },
+}
+
+impl ApplyError {
+    /// The field path the error is about.
+    pub fn field_path(&self) -> String {
+        match self {
+            ApplyError::Invalid(e) => e.path.clone(),
+            ApplyError::Bind { index, .. } => format!("listeners[{index}].address"),
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            ApplyError::Invalid(e) => e.message.clone(),
+            ApplyError::Bind { address, source, .. } => format!("cannot listen on {address}: {source}"),
+        }
+    }
+}
+
+struct RunningListener {
+    ctx: Arc<ListenerCtx>,
+    /// The address as configured (port 0 stays 0), to tell whether a new table moved it.
+    configured: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct ControlState {
+    listeners: HashMap<String, RunningListener>,
+    /// Listeners removed by a table change, still draining their connections.
+    retired: Vec<JoinHandle<()>>,
+    sinks: SinkRegistry,
+    drained: bool,
+}
+
+pub struct Proxy {
+    pub metrics: Arc<Metrics>,
+    current: ArcSwapOption<RuntimeTable>,
+    control: Mutex<ControlState>,
+    started: Instant,
+    draining: AtomicBool,
+    shutdown: Notify,
+}
+
+/// One listener as seen from the admin API.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ListenerStatus {
+    pub name: String,
+    pub address: SocketAddr,
+    pub connections: usize,
+}
+
+impl Default for Proxy {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Proxy {
+    pub fn new() -> Proxy {
+        let metrics = Arc::new(Metrics::new());
+        metrics.live.set(1);
+        Proxy {
+            metrics,
+            current: ArcSwapOption::empty(),
+            control: Mutex::new(ControlState::default()),
+            started: Instant::now(),
+            draining: AtomicBool::new(false),
+            shutdown: Notify::new(),
+        }
+    }
+
+    /// The table being served, if one was applied.
+    pub fn current(&self) -> Option<Arc<RuntimeTable>> {
+        self.current.load_full()
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Ready: a table is loaded and the proxy is not draining.
+    pub fn is_ready(&self) -> bool {
+        self.current.load().is_some() && !self.is_draining()
+    }
+
+    /// Compiles and applies `source`; on error nothing changes. Returns the applied version.
+    pub async fn apply(&self, source: v1::RoutingTable) -> Result<String, ApplyError> {
+        let mut control = self.control.lock().await;
+        let previous = self.current.load_full();
+        let table = compile(source, previous.as_deref(), &self.metrics, &mut control.sinks)?;
+
+        // Bind every new socket first, so a port in use rejects the whole table.
+        let mut bound: HashMap<String, TcpListener> = HashMap::new();
+        if !control.drained {
+            for (index, spec) in table.listeners.iter().enumerate() {
+                let reusable = control
+                    .listeners
+                    .get(&spec.name)
+                    .is_some_and(|r| r.configured == spec.address);
+                if !reusable {
+                    let listener = bind(spec.address)
+                        .map_err(|source| ApplyError::Bind { index, address: spec.address, source })?;
+                    bound.insert(spec.name.clone(), listener);
+                }
+            }
+        }
+
+        // Commit.
+        let mut keep = HashSet::new();
+        for spec in &table.listeners {
+            keep.insert(spec.name.clone());
+            if let Some(socket) = bound.remove(&spec.name) {
+                if let Some(old) = control.listeners.remove(&spec.name) {
+                    control.retired.push(retire(old));
+                }
+                let local = socket.local_addr().unwrap_or(spec.address);
+                let ctx = Arc::new(ListenerCtx::new(spec.name.clone(), Arc::clone(&spec.table), local));
+                let (stop, stopped) = watch::channel(false);
+                let task = tokio::spawn(accept_loop(socket, Arc::clone(&ctx), stopped));
+                tracing::info!(listener = %spec.name, address = %local, "listening");
+                control
+                    .listeners
+                    .insert(spec.name.clone(), RunningListener { ctx, configured: spec.address, stop, task });
+            } else if let Some(running) = control.listeners.get(&spec.name) {
+                running.ctx.table.store(Arc::clone(&spec.table));
+            }
+        }
+        let gone: Vec<String> = control.listeners.keys().filter(|n| !keep.contains(*n)).cloned().collect();
+        for name in gone {
+            if let Some(old) = control.listeners.remove(&name) {
+                tracing::info!(listener = %name, "listener removed; draining its connections");
+                control.retired.push(retire(old));
+            }
+        }
+        control.retired.retain(|t| !t.is_finished());
+
+        self.forget_metrics(previous.as_deref(), &table);
+        let version = table.version.clone();
+        self.current.store(Some(Arc::new(table)));
+        self.metrics.config_swaps.inc();
+        self.metrics.set_config_version(&version);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        self.metrics.config_last_swap.set(i64::try_from(now.as_secs()).unwrap_or(i64::MAX));
+        Ok(version)
+    }
+
+    /// Drops the metric series of routes and clusters that the new table no longer has.
+    fn forget_metrics(&self, previous: Option<&RuntimeTable>, next: &RuntimeTable) {
+        let Some(prev) = previous else { return };
+        for name in prev.clusters.keys() {
+            if !next.clusters.contains_key(name) {
+                self.metrics.remove_cluster(name);
+            }
+        }
+        let routes = |t: &RuntimeTable| -> HashSet<(String, String)> {
+            t.listeners
+                .iter()
+                .flat_map(|l| {
+                    l.table.vhosts.hosts.iter().flat_map(move |v| {
+                        v.routes.iter().map(move |r| (l.name.clone(), r.name.clone()))
+                    })
+                })
+                .collect()
+        };
+        let still = routes(next);
+        for (listener, route) in routes(prev).difference(&still) {
+            self.metrics.remove_route(listener, route);
+        }
+    }
+
+    /// The running listeners with their bound addresses.
+    pub async fn listeners(&self) -> Vec<ListenerStatus> {
+        let control = self.control.lock().await;
+        let mut out: Vec<ListenerStatus> = control
+            .listeners
+            .values()
+            .map(|r| ListenerStatus { name: r.ctx.name.clone(), address: r.ctx.local_addr, connections: r.ctx.connections() })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Stops accepting on every listener and lets open connections finish, up to `timeout`.
+    /// Returns whether everything finished in time.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        self.draining.store(true, Ordering::Relaxed);
+        self.metrics.live.set(0);
+        let tasks = {
+            let mut control = self.control.lock().await;
+            control.drained = true;
+            let mut tasks: Vec<JoinHandle<()>> = control.listeners.drain().map(|(_, r)| retire(r)).collect();
+            tasks.append(&mut control.retired);
+            tasks
+        };
+        let all = futures_util::future::join_all(tasks);
+        tokio::time::timeout(timeout, all).await.is_ok()
+    }
+
+    /// Flushes the access logs (at exit).
+    pub async fn flush_logs(&self, timeout: Duration) {
+        let control = self.control.lock().await;
+        for (_, sink) in control.sinks.all() {
+            sink.flush_blocking(timeout);
+        }
+    }
+
+    /// Asks the process to shut down (admin `/quitquitquit`).
+    pub fn request_shutdown(&self) {
+        self.shutdown.notify_one();
+    }
+
+    /// Resolves when a shutdown was requested.
+    pub async fn shutdown_requested(&self) {
+        self.shutdown.notified().await;
+    }
+
+    /// Access-log sink metrics, refreshed at scrape time.
+    pub async fn refresh_gauges(&self) {
+        self.metrics.uptime.set(i64::try_from(self.uptime().as_secs()).unwrap_or(i64::MAX));
+        let control = self.control.lock().await;
+        for (path, sink) in control.sinks.all() {
+            let counter = self.metrics.access_log_dropped(path);
+            let seen = counter.get();
+            let dropped = sink.dropped();
+            if dropped > seen {
+                counter.inc_by(dropped - seen);
+            }
+        }
+    }
+}
+
+/// Stops a listener's accept loop; the returned task ends when its connections have drained.
+fn retire(listener: RunningListener) -> JoinHandle<()> {
+    let _ = listener.stop.send(true);
+    listener.task
+}
+
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+async fn accept_loop(socket: TcpListener, ctx: Arc<ListenerCtx>, mut stop: watch::Receiver<bool>) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            accepted = socket.accept() => match accepted {
+                Ok((stream, remote)) => serve_connection(&ctx, stream, remote, &graceful),
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(listener = %ctx.name, "accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    // Closing the socket refuses new connections from here on.
+    drop(socket);
+    graceful.shutdown().await;
+}
