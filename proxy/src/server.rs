@@ -176,6 +176,9 @@ impl Proxy {
         self.metrics.set_config_version(&version);
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         self.metrics.config_last_swap.set(i64::try_from(now.as_secs()).unwrap_or(i64::MAX));
+        // Access-log files that no table (nor a request still in flight) refers to are closed.
+        drop(previous);
+        control.sinks.prune_unused();
         Ok(version)
     }
 

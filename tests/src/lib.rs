@@ -1,2 +1,39 @@
-//! Test harness for Ferry's end-to-end tests (filled in below).
+//! Test harness for Ferry's end-to-end tests: real upstream servers (HTTP/1.1, HTTP/2, WebSocket)
+//! on loopback, the real `ferry-proxy` binary run as a child process, and HTTP clients.
+//!
+//! Every socket is bound to port 0 so tests run in parallel; the proxy reports its admin address
+//! through `--admin-address-path` and its listeners' bound addresses on `/listeners`.
 #![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step should fail loudly
+
+pub mod client;
+pub mod proxy;
+pub mod upstream;
+
+pub use client::{Client, Reply};
+pub use proxy::ProxyProcess;
+pub use upstream::{Upstream, UpstreamProtocol, WsEchoUpstream};
+
+/// A routing-table YAML with one listener (`web`, port 0) whose virtual host `*` has `routes`,
+/// and the given `clusters` (each a name and its upstream addresses).
+pub fn table_yaml(routes: &str, clusters: &[(&str, &[std::net::SocketAddr], &str)]) -> String {
+    let mut out = String::from(
+        "listeners:\n  - name: web\n    address: 127.0.0.1:0\n    virtualHosts:\n      - name: all\n        domains: [\"*\"]\n        routes:\n",
+    );
+    for line in routes.lines() {
+        out.push_str("          ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str("clusters:\n");
+    for (name, addrs, protocol) in clusters {
+        out.push_str(&format!("  - name: {name}\n    protocol: {protocol}\n    staticEndpoints:\n      endpoints:\n"));
+        for a in *addrs {
+            out.push_str(&format!("        - address: {a}\n"));
+        }
+        if addrs.is_empty() {
+            out.push_str("        []\n");
+        }
+    }
+    out
+}
