@@ -136,7 +136,11 @@ pub fn encode_yaml(table: &RoutingTable) -> String {
 
 /// serde_path_to_error renders the root as "."; we keep paths relative and empty at the root.
 fn clean_path(p: &str) -> String {
-    if p == "." { String::new() } else { p.to_owned() }
+    if p == "." {
+        String::new()
+    } else {
+        p.to_owned()
+    }
 }
 
 fn strip_json_position(msg: &str) -> String {
@@ -183,9 +187,16 @@ clusters:
         let route = &l.virtual_hosts[0].routes[0];
         let action = route.action.as_ref().expect("action");
         assert_eq!(action.weighted_targets[1].weight, 10);
-        let timeout = action.timeouts.as_ref().and_then(|t| t.request.as_ref()).expect("timeout");
+        let timeout = action
+            .timeouts
+            .as_ref()
+            .and_then(|t| t.request.as_ref())
+            .expect("timeout");
         assert_eq!((timeout.seconds, timeout.nanos), (1, 500_000_000));
-        assert_eq!(t.clusters[0].lb_policy(), crate::v1::cluster::LbPolicy::RoundRobin);
+        assert_eq!(
+            t.clusters[0].lb_policy(),
+            crate::v1::cluster::LbPolicy::RoundRobin
+        );
     }
 
     #[test]

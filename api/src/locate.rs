@@ -168,19 +168,32 @@ listeners:
     #[test]
     fn finds_nested_yaml_field_with_either_spelling() {
         let p = locate(YAML, "listeners[0].virtualHosts[0].routes[1].match.regex");
-        assert_eq!(p, Some(Position { line: 9, column: 15 }));
+        assert_eq!(
+            p,
+            Some(Position {
+                line: 9,
+                column: 15
+            })
+        );
     }
 
     #[test]
     fn falls_back_to_nearest_ancestor() {
-        let p = locate(YAML, "listeners[0].virtualHosts[0].routes[1].action.weightedTargets[0]");
+        let p = locate(
+            YAML,
+            "listeners[0].virtualHosts[0].routes[1].action.weightedTargets[0]",
+        );
         assert_eq!(p.map(|p| p.line), Some(7));
     }
 
     #[test]
     fn finds_json_fields() {
-        let json = "{\n  \"listeners\": [\n    {\"name\": \"x\",\n     \"address\": \"nope\"}\n  ]\n}\n";
-        assert_eq!(locate(json, "listeners[0].address").map(|p| p.line), Some(4));
+        let json =
+            "{\n  \"listeners\": [\n    {\"name\": \"x\",\n     \"address\": \"nope\"}\n  ]\n}\n";
+        assert_eq!(
+            locate(json, "listeners[0].address").map(|p| p.line),
+            Some(4)
+        );
     }
 
     #[test]

@@ -21,7 +21,11 @@ use crate::server::Proxy;
 pub type SetLogLevel = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 /// Binds the admin server and serves it in the background; returns the bound address.
-pub async fn spawn(addr: SocketAddr, proxy: Arc<Proxy>, set_level: SetLogLevel) -> std::io::Result<SocketAddr> {
+pub async fn spawn(
+    addr: SocketAddr,
+    proxy: Arc<Proxy>,
+    set_level: SetLogLevel,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tokio::spawn(async move {
@@ -42,17 +46,26 @@ pub async fn spawn(addr: SocketAddr, proxy: Arc<Proxy>, set_level: SetLogLevel) 
                     let set_level = Arc::clone(&set_level);
                     async move { Ok::<_, Infallible>(route(&proxy, &set_level, remote, req).await) }
                 });
-                let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });
     Ok(local)
 }
 
-fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
     r
 }
 
@@ -65,7 +78,12 @@ fn json(value: &serde_json::Value) -> Response<Full<Bytes>> {
     reply(StatusCode::OK, "application/json", body)
 }
 
-async fn route(proxy: &Arc<Proxy>, set_level: &SetLogLevel, remote: SocketAddr, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(
+    proxy: &Arc<Proxy>,
+    set_level: &SetLogLevel,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     let mutating = matches!(path, "/drain_listeners" | "/quitquitquit" | "/logging");
     if mutating {
@@ -74,7 +92,10 @@ async fn route(proxy: &Arc<Proxy>, set_level: &SetLogLevel, remote: SocketAddr, 
         }
         if !remote.ip().is_loopback() {
             tracing::warn!(%remote, path, "refused a mutating admin request from a non-loopback address");
-            return text(StatusCode::FORBIDDEN, "mutating admin endpoints only answer loopback clients\n");
+            return text(
+                StatusCode::FORBIDDEN,
+                "mutating admin endpoints only answer loopback clients\n",
+            );
         }
     }
     match path {
@@ -106,14 +127,21 @@ async fn route(proxy: &Arc<Proxy>, set_level: &SetLogLevel, remote: SocketAddr, 
         }
         "/stats/prometheus" | "/metrics" => {
             proxy.refresh_gauges().await;
-            reply(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", proxy.metrics.encode())
+            reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                proxy.metrics.encode(),
+            )
         }
         "/config_dump" => match proxy.current() {
             Some(t) => {
                 let table = serde_json::to_value(&*t.source).unwrap_or_default();
                 json(&json!({ "version": t.version, "table": table }))
             }
-            None => text(StatusCode::SERVICE_UNAVAILABLE, "no routing table loaded yet\n"),
+            None => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no routing table loaded yet\n",
+            ),
         },
         "/listeners" => json(&serde_json::to_value(proxy.listeners().await).unwrap_or_default()),
         "/clusters" => json(&clusters(proxy)),
@@ -134,7 +162,10 @@ async fn route(proxy: &Arc<Proxy>, set_level: &SetLogLevel, remote: SocketAddr, 
                 .query()
                 .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("level=")));
             match level {
-                None => text(StatusCode::BAD_REQUEST, "use /logging?level=trace|debug|info|warn|error|off\n"),
+                None => text(
+                    StatusCode::BAD_REQUEST,
+                    "use /logging?level=trace|debug|info|warn|error|off\n",
+                ),
                 Some(l) => match set_level(l) {
                     Ok(()) => text(StatusCode::OK, format!("log level set to {l}\n")),
                     Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
@@ -145,12 +176,17 @@ async fn route(proxy: &Arc<Proxy>, set_level: &SetLogLevel, remote: SocketAddr, 
             StatusCode::OK,
             "ferry-proxy admin: /ready /live /server_info /stats/prometheus /metrics /config_dump /listeners /clusters; POST /drain_listeners /quitquitquit /logging?level=L\n",
         ),
-        _ => text(StatusCode::NOT_FOUND, "no such admin endpoint; GET / lists them\n"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "no such admin endpoint; GET / lists them\n",
+        ),
     }
 }
 
 fn clusters(proxy: &Proxy) -> serde_json::Value {
-    let Some(table) = proxy.current() else { return json!([]) };
+    let Some(table) = proxy.current() else {
+        return json!([]);
+    };
     let mut names: Vec<&String> = table.clusters.keys().collect();
     names.sort();
     let list: Vec<serde_json::Value> = names
@@ -160,13 +196,15 @@ fn clusters(proxy: &Proxy) -> serde_json::Value {
             let endpoints: Vec<serde_json::Value> = c
                 .endpoints()
                 .iter()
-                .map(|e| json!({
-                    "address": e.addr.to_string(),
-                    "source": "static",
-                    "health": "HEALTHY",
-                    "active_requests": e.active_requests(),
-                    "idle_connections": e.idle_connections(),
-                }))
+                .map(|e| {
+                    json!({
+                        "address": e.addr.to_string(),
+                        "source": "static",
+                        "health": "HEALTHY",
+                        "active_requests": e.active_requests(),
+                        "idle_connections": e.idle_connections(),
+                    })
+                })
                 .collect();
             json!({ "name": c.name, "endpoints": endpoints })
         })

@@ -15,7 +15,10 @@ use crate::server::Proxy;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("{path}: cannot read: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Invalid(#[from] DecodeError),
 }
@@ -25,12 +28,20 @@ pub async fn apply_file(proxy: &Proxy, path: &Path) -> Result<String, LoadError>
     let name = path.display().to_string();
     let text = tokio::fs::read_to_string(path)
         .await
-        .map_err(|source| LoadError::Read { path: name.clone(), source })?;
+        .map_err(|source| LoadError::Read {
+            path: name.clone(),
+            source,
+        })?;
     apply_text(proxy, &name, &text, Format::from_path(path)).await
 }
 
 /// Decodes and applies `text` (named `name` in errors).
-pub async fn apply_text(proxy: &Proxy, name: &str, text: &str, format: Format) -> Result<String, LoadError> {
+pub async fn apply_text(
+    proxy: &Proxy,
+    name: &str,
+    text: &str,
+    format: Format,
+) -> Result<String, LoadError> {
     if text.trim().is_empty() {
         // Almost always a file caught mid-write; an empty table would answer 404 to everything.
         return Err(DecodeError::at(name, text, "", "the file is empty").into());
@@ -66,7 +77,9 @@ pub fn watch(proxy: Arc<Proxy>, path: PathBuf) -> anyhow::Result<notify::Recomme
         _ => PathBuf::from("."),
     };
     watcher.watch(&dir, RecursiveMode::NonRecursive)?;
-    let initial = std::fs::read_to_string(&path).map(|t| content_hash(&t)).unwrap_or(0);
+    let initial = std::fs::read_to_string(&path)
+        .map(|t| content_hash(&t))
+        .unwrap_or(0);
     tokio::spawn(async move {
         let mut last_seen = initial;
         while rx.recv().await.is_some() {
@@ -88,10 +101,15 @@ pub fn watch(proxy: Arc<Proxy>, path: PathBuf) -> anyhow::Result<notify::Recomme
             last_seen = hash;
             let name = path.display().to_string();
             match apply_text(&proxy, &name, &text, Format::from_path(&path)).await {
-                Ok(version) => tracing::info!(file = %name, %version, "applied the new routing table"),
+                Ok(version) => {
+                    tracing::info!(file = %name, %version, "applied the new routing table")
+                }
                 Err(e) => {
                     proxy.metrics.config_rejected.inc();
-                    let serving = proxy.current().map(|t| t.version.clone()).unwrap_or_default();
+                    let serving = proxy
+                        .current()
+                        .map(|t| t.version.clone())
+                        .unwrap_or_default();
                     tracing::error!("rejected {e}; still serving version {serving}");
                 }
             }

@@ -21,10 +21,11 @@ pub fn demo_endpoints(table: &v1::RoutingTable) -> Vec<(SocketAddr, String)> {
     for c in &table.clusters {
         if let Some(Discovery::StaticEndpoints(s)) = &c.discovery {
             for e in &s.endpoints {
-                if let Ok(a) = e.address.parse::<SocketAddr>() {
-                    if a.ip().is_loopback() && !out.iter().any(|(x, _)| *x == a) {
-                        out.push((a, c.name.clone()));
-                    }
+                if let Ok(a) = e.address.parse::<SocketAddr>()
+                    && a.ip().is_loopback()
+                    && !out.iter().any(|(x, _)| *x == a)
+                {
+                    out.push((a, c.name.clone()));
                 }
             }
         }
@@ -37,14 +38,24 @@ pub async fn spawn_upstream(addr: SocketAddr, cluster: String) -> std::io::Resul
     let listener = TcpListener::bind(addr).await?;
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let cluster = cluster.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let body = format!("hello from {cluster} ({addr}): {} {}\n", req.method(), req.uri().path());
-                    async move { Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body)))) }
+                    let body = format!(
+                        "hello from {cluster} ({addr}): {} {}\n",
+                        req.method(),
+                        req.uri().path()
+                    );
+                    async move {
+                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
+                    }
                 });
-                let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });

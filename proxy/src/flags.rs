@@ -92,6 +92,9 @@ mod tests {
     fn displays_envoy_codes() {
         assert_eq!(F::NONE.to_string(), "-");
         assert_eq!(F::NO_ROUTE.to_string(), "NR");
-        assert_eq!((F::UPSTREAM_CONNECT_FAILURE | F::UPSTREAM_RETRY_LIMIT_EXCEEDED).to_string(), "UF,URX");
+        assert_eq!(
+            (F::UPSTREAM_CONNECT_FAILURE | F::UPSTREAM_RETRY_LIMIT_EXCEEDED).to_string(),
+            "UF,URX"
+        );
     }
 }

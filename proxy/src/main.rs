@@ -13,7 +13,11 @@ use tracing_subscriber::{EnvFilter, layer::SubscriberExt, reload, util::Subscrib
 const DEMO_TABLE: &str = include_str!("../../examples/standalone.yaml");
 
 #[derive(Parser, Debug)]
-#[command(name = "ferry-proxy", version, about = "Ferry's sidecar proxy: HTTP routing from a hot-swappable table")]
+#[command(
+    name = "ferry-proxy",
+    version,
+    about = "Ferry's sidecar proxy: HTTP routing from a hot-swappable table"
+)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(flatten)]
@@ -69,7 +73,8 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Demo { .. }) => "info".to_owned(),
         None => cli.run.log_level.clone(),
     };
-    let filter = EnvFilter::try_new(&level).with_context(|| format!("invalid --log-level {level:?}"))?;
+    let filter =
+        EnvFilter::try_new(&level).with_context(|| format!("invalid --log-level {level:?}"))?;
     let (filter, reload_handle) = reload::Layer::new(filter);
     tracing_subscriber::registry()
         .with(filter)
@@ -92,7 +97,11 @@ fn main() -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
-            Some(Command::Demo { config, requests, admin_addr }) => run_demo(config, requests, admin_addr, set_level).await,
+            Some(Command::Demo {
+                config,
+                requests,
+                admin_addr,
+            }) => run_demo(config, requests, admin_addr, set_level).await,
             None => run(cli.run, set_level).await,
         }
     })
@@ -117,7 +126,8 @@ async fn run(args: RunArgs, set_level: admin::SetLogLevel) -> anyhow::Result<()>
         .with_context(|| format!("cannot start the admin server on {}", args.admin_addr))?;
     tracing::info!(address = %admin_addr, "admin server listening");
     if let Some(p) = &args.admin_address_path {
-        std::fs::write(p, admin_addr.to_string()).with_context(|| format!("cannot write {}", p.display()))?;
+        std::fs::write(p, admin_addr.to_string())
+            .with_context(|| format!("cannot write {}", p.display()))?;
     }
     let _watcher = config::watch(Arc::clone(&proxy), config_path.clone())
         .with_context(|| format!("cannot watch {}", config_path.display()))?;
@@ -133,10 +143,18 @@ async fn run_demo(
     set_level: admin::SetLogLevel,
 ) -> anyhow::Result<()> {
     let (name, text) = match &config_path {
-        Some(p) => (p.display().to_string(), std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?),
-        None => ("examples/standalone.yaml (built in)".to_owned(), DEMO_TABLE.to_owned()),
+        Some(p) => (
+            p.display().to_string(),
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+        ),
+        None => (
+            "examples/standalone.yaml (built in)".to_owned(),
+            DEMO_TABLE.to_owned(),
+        ),
     };
-    let format = config_path.as_deref().map_or(ferry_api::Format::Yaml, ferry_api::Format::from_path);
+    let format = config_path
+        .as_deref()
+        .map_or(ferry_api::Format::Yaml, ferry_api::Format::from_path);
     let table = ferry_api::decode(&text, format, &name)?;
     for (addr, cluster) in demo::demo_endpoints(&table) {
         demo::spawn_upstream(addr, cluster.clone())
@@ -154,7 +172,10 @@ async fn run_demo(
     println!("admin on http://{admin_addr} (try /stats/prometheus, /config_dump, /clusters)");
     if let Some(first) = listeners.first() {
         demo::show_split(&format!("http://{}/", first.address), requests).await?;
-        println!("\ntry: curl -i http://{}/   (Ctrl-C to stop)", first.address);
+        println!(
+            "\ntry: curl -i http://{}/   (Ctrl-C to stop)",
+            first.address
+        );
     }
     wait_for_shutdown(&proxy).await?;
     shutdown(&proxy, Duration::from_secs(5)).await;

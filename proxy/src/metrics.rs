@@ -104,8 +104,11 @@ impl Metrics {
             "Unix time of the last applied routing table",
         )
         .unwrap_or_else(|e| unreachable!("{e}"));
-        let live = IntGauge::new("ferry_server_live", "1 while the proxy is live and not draining")
-            .unwrap_or_else(|e| unreachable!("{e}"));
+        let live = IntGauge::new(
+            "ferry_server_live",
+            "1 while the proxy is live and not draining",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
         let uptime = IntGauge::new("ferry_server_uptime_seconds", "Seconds since start")
             .unwrap_or_else(|e| unreachable!("{e}"));
         for c in [&config_swaps, &config_rejected] {
@@ -273,7 +276,9 @@ impl Metrics {
     /// Forgets the series of a route that is gone from the table, so labels stay bounded.
     pub fn remove_route(&self, listener: &str, route: &str) {
         for c in CLASSES {
-            let _ = self.downstream_rq.remove_label_values(&[listener, route, c]);
+            let _ = self
+                .downstream_rq
+                .remove_label_values(&[listener, route, c]);
         }
     }
 
@@ -349,7 +354,11 @@ mod tests {
         assert!(text.contains(
             "ferry_http_downstream_requests_total{code_class=\"2xx\",listener=\"web\",route=\"r1\"} 1"
         ));
-        assert!(text.contains("ferry_http_upstream_requests_total{cluster=\"c1\",code_class=\"5xx\"} 1"));
+        assert!(
+            text.contains(
+                "ferry_http_upstream_requests_total{cluster=\"c1\",code_class=\"5xx\"} 1"
+            )
+        );
         assert!(text.contains("ferry_config_info{version=\"v1\"} 1"));
     }
 }

@@ -26,7 +26,11 @@ pub enum ApplyError {
     #[error(transparent)]
     Invalid(#[from] CompileError),
     #[error("listeners[{index}].address: cannot listen on {address}: {source}")]
-    Bind { index: usize, address: SocketAddr, source: io::Error },
+    Bind {
+        index: usize,
+        address: SocketAddr,
+        source: io::Error,
+    },
 }
 
 impl ApplyError {
@@ -41,7 +45,9 @@ impl ApplyError {
     pub fn message(&self) -> String {
         match self {
             ApplyError::Invalid(e) => e.message.clone(),
-            ApplyError::Bind { address, source, .. } => format!("cannot listen on {address}: {source}"),
+            ApplyError::Bind {
+                address, source, ..
+            } => format!("cannot listen on {address}: {source}"),
         }
     }
 }
@@ -122,7 +128,12 @@ impl Proxy {
     pub async fn apply(&self, source: v1::RoutingTable) -> Result<String, ApplyError> {
         let mut control = self.control.lock().await;
         let previous = self.current.load_full();
-        let table = compile(source, previous.as_deref(), &self.metrics, &mut control.sinks)?;
+        let table = compile(
+            source,
+            previous.as_deref(),
+            &self.metrics,
+            &mut control.sinks,
+        )?;
 
         // Bind every new socket first, so a port in use rejects the whole table.
         let mut bound: HashMap<String, TcpListener> = HashMap::new();
@@ -133,8 +144,11 @@ impl Proxy {
                     .get(&spec.name)
                     .is_some_and(|r| r.configured == spec.address);
                 if !reusable {
-                    let listener = bind(spec.address)
-                        .map_err(|source| ApplyError::Bind { index, address: spec.address, source })?;
+                    let listener = bind(spec.address).map_err(|source| ApplyError::Bind {
+                        index,
+                        address: spec.address,
+                        source,
+                    })?;
                     bound.insert(spec.name.clone(), listener);
                 }
             }
@@ -149,18 +163,33 @@ impl Proxy {
                     control.retired.push(retire(old));
                 }
                 let local = socket.local_addr().unwrap_or(spec.address);
-                let ctx = Arc::new(ListenerCtx::new(spec.name.clone(), Arc::clone(&spec.table), local));
+                let ctx = Arc::new(ListenerCtx::new(
+                    spec.name.clone(),
+                    Arc::clone(&spec.table),
+                    local,
+                ));
                 let (stop, stopped) = watch::channel(false);
                 let task = tokio::spawn(accept_loop(socket, Arc::clone(&ctx), stopped));
                 tracing::info!(listener = %spec.name, address = %local, "listening");
-                control
-                    .listeners
-                    .insert(spec.name.clone(), RunningListener { ctx, configured: spec.address, stop, task });
+                control.listeners.insert(
+                    spec.name.clone(),
+                    RunningListener {
+                        ctx,
+                        configured: spec.address,
+                        stop,
+                        task,
+                    },
+                );
             } else if let Some(running) = control.listeners.get(&spec.name) {
                 running.ctx.table.store(Arc::clone(&spec.table));
             }
         }
-        let gone: Vec<String> = control.listeners.keys().filter(|n| !keep.contains(*n)).cloned().collect();
+        let gone: Vec<String> = control
+            .listeners
+            .keys()
+            .filter(|n| !keep.contains(*n))
+            .cloned()
+            .collect();
         for name in gone {
             if let Some(old) = control.listeners.remove(&name) {
                 tracing::info!(listener = %name, "listener removed; draining its connections");
@@ -174,8 +203,12 @@ impl Proxy {
         self.current.store(Some(Arc::new(table)));
         self.metrics.config_swaps.inc();
         self.metrics.set_config_version(&version);
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        self.metrics.config_last_swap.set(i64::try_from(now.as_secs()).unwrap_or(i64::MAX));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        self.metrics
+            .config_last_swap
+            .set(i64::try_from(now.as_secs()).unwrap_or(i64::MAX));
         // Access-log files that no table (nor a request still in flight) refers to are closed.
         drop(previous);
         control.sinks.prune_unused();
@@ -195,7 +228,9 @@ impl Proxy {
                 .iter()
                 .flat_map(|l| {
                     l.table.vhosts.hosts.iter().flat_map(move |v| {
-                        v.routes.iter().map(move |r| (l.name.clone(), r.name.clone()))
+                        v.routes
+                            .iter()
+                            .map(move |r| (l.name.clone(), r.name.clone()))
                     })
                 })
                 .collect()
@@ -212,7 +247,11 @@ impl Proxy {
         let mut out: Vec<ListenerStatus> = control
             .listeners
             .values()
-            .map(|r| ListenerStatus { name: r.ctx.name.clone(), address: r.ctx.local_addr, connections: r.ctx.connections() })
+            .map(|r| ListenerStatus {
+                name: r.ctx.name.clone(),
+                address: r.ctx.local_addr,
+                connections: r.ctx.connections(),
+            })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
@@ -226,7 +265,8 @@ impl Proxy {
         let tasks = {
             let mut control = self.control.lock().await;
             control.drained = true;
-            let mut tasks: Vec<JoinHandle<()>> = control.listeners.drain().map(|(_, r)| retire(r)).collect();
+            let mut tasks: Vec<JoinHandle<()>> =
+                control.listeners.drain().map(|(_, r)| retire(r)).collect();
             tasks.append(&mut control.retired);
             tasks
         };
@@ -254,7 +294,9 @@ impl Proxy {
 
     /// Access-log sink metrics, refreshed at scrape time.
     pub async fn refresh_gauges(&self) {
-        self.metrics.uptime.set(i64::try_from(self.uptime().as_secs()).unwrap_or(i64::MAX));
+        self.metrics
+            .uptime
+            .set(i64::try_from(self.uptime().as_secs()).unwrap_or(i64::MAX));
         let control = self.control.lock().await;
         for (path, sink) in control.sinks.all() {
             let counter = self.metrics.access_log_dropped(path);

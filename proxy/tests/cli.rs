@@ -1,5 +1,6 @@
 //! The ferry-proxy command line: invalid configuration at start-up is a non-zero exit with the
 //! same file:line and field message the hot-swap path logs, and --validate checks a file.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: failures should be loud
 use std::process::Command;
 
 fn proxy() -> Command {
@@ -31,8 +32,15 @@ clusters:
 #[test]
 fn validate_accepts_the_examples() {
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/standalone.yaml");
-    let out = proxy().args(["--validate", "--config", examples]).output().expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = proxy()
+        .args(["--validate", "--config", examples])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("valid (version standalone-1)"));
 }
 
@@ -41,16 +49,56 @@ fn invalid_config_at_startup_exits_non_zero_naming_file_line_and_field() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cases = [
         // (replace this, with that, expected line, expected field path, expected words)
-        ("weight: 1", "weight: 101", 10, "listeners[0].virtualHosts[0].routes[0].action.weightedTargets[0].weight", "out of range"),
-        ("prefix: /", "prefix: nope", 9, "listeners[0].virtualHosts[0].routes[0].match.prefix", "must start with '/'"),
-        ("address: 127.0.0.1:0", "address: localhost", 3, "listeners[0].address", "not an ip:port"),
-        ("cluster: c,", "cluster: d,", 10, "listeners[0].virtualHosts[0].routes[0].action.weightedTargets[0].cluster", "no cluster named"),
-        ("domains: ['*']", "domains: ['a b']", 6, "listeners[0].virtualHosts[0].domains[0]", "not a domain"),
-        ("  - name: web", "  - name: web\n    protocol: FTP", 3, "listeners[0].protocol", "FTP"),
+        (
+            "weight: 1",
+            "weight: 101",
+            10,
+            "listeners[0].virtualHosts[0].routes[0].action.weightedTargets[0].weight",
+            "out of range",
+        ),
+        (
+            "prefix: /",
+            "prefix: nope",
+            9,
+            "listeners[0].virtualHosts[0].routes[0].match.prefix",
+            "must start with '/'",
+        ),
+        (
+            "address: 127.0.0.1:0",
+            "address: localhost",
+            3,
+            "listeners[0].address",
+            "not an ip:port",
+        ),
+        (
+            "cluster: c,",
+            "cluster: d,",
+            10,
+            "listeners[0].virtualHosts[0].routes[0].action.weightedTargets[0].cluster",
+            "no cluster named",
+        ),
+        (
+            "domains: ['*']",
+            "domains: ['a b']",
+            6,
+            "listeners[0].virtualHosts[0].domains[0]",
+            "not a domain",
+        ),
+        (
+            "  - name: web",
+            "  - name: web\n    protocol: FTP",
+            3,
+            "listeners[0].protocol",
+            "FTP",
+        ),
     ];
     for (from, to, line, field, words) in cases {
         let path = write(&dir, "bad.yaml", &VALID.replace(from, to));
-        let out = proxy().args(["--admin-addr", "127.0.0.1:0", "--config"]).arg(&path).output().expect("run");
+        let out = proxy()
+            .args(["--admin-addr", "127.0.0.1:0", "--config"])
+            .arg(&path)
+            .output()
+            .expect("run");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{to}: should fail");
         let want = format!("{}:{line}:", path.display());
@@ -68,14 +116,24 @@ fn features_of_later_versions_are_refused_by_name() {
         "action: { weightedTargets: [{ cluster: c, weight: 1 }], retryPolicy: { maxRetries: 2 } }",
     );
     let path = write(&dir, "retry.yaml", &with_retry);
-    let out = proxy().args(["--validate", "--config"]).arg(&path).output().expect("run");
+    let out = proxy()
+        .args(["--validate", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("retry policies is not supported by this version"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("retry policies is not supported by this version")
+    );
 }
 
 #[test]
 fn missing_or_empty_config_is_a_clear_error() {
-    let out = proxy().args(["--config", "/nonexistent/table.yaml"]).output().expect("run");
+    let out = proxy()
+        .args(["--config", "/nonexistent/table.yaml"])
+        .output()
+        .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/table.yaml: cannot read"));
     let dir = tempfile::tempdir().expect("tempdir");

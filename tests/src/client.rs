@@ -23,7 +23,11 @@ impl Reply {
 
     /// Which upstream answered (its `x-upstream` header), or "" for a proxy-made reply.
     pub fn upstream(&self) -> String {
-        self.headers.get("x-upstream").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
+        self.headers
+            .get("x-upstream")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
     }
 
     /// A request header as the upstream saw it.
@@ -46,7 +50,9 @@ impl Client {
     }
 
     pub fn http2() -> Client {
-        let inner = legacy::Client::builder(TokioExecutor::new()).http2_only(true).build_http();
+        let inner = legacy::Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
         Client { inner }
     }
 
@@ -58,7 +64,13 @@ impl Client {
         self.send(Method::GET, url, headers, Bytes::new()).await
     }
 
-    pub async fn send(&self, method: Method, url: &str, headers: &[(&str, &str)], body: Bytes) -> anyhow::Result<Reply> {
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> anyhow::Result<Reply> {
         let mut req = Request::builder().method(method).uri(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -67,6 +79,10 @@ impl Client {
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = resp.into_body().collect().await?.to_bytes();
-        Ok(Reply { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
+        Ok(Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
     }
 }

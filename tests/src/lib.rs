@@ -27,7 +27,9 @@ pub fn table_yaml(routes: &str, clusters: &[(&str, &[std::net::SocketAddr], &str
     }
     out.push_str("clusters:\n");
     for (name, addrs, protocol) in clusters {
-        out.push_str(&format!("  - name: {name}\n    protocol: {protocol}\n    staticEndpoints:\n      endpoints:\n"));
+        out.push_str(&format!(
+            "  - name: {name}\n    protocol: {protocol}\n    staticEndpoints:\n      endpoints:\n"
+        ));
         for a in *addrs {
             out.push_str(&format!("        - address: {a}\n"));
         }

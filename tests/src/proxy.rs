@@ -39,7 +39,11 @@ impl ProxyProcess {
     }
 
     /// Starts the proxy with the config file named `file_name` and extra arguments.
-    pub async fn start_with(contents: &str, file_name: &str, args: &[&str]) -> anyhow::Result<ProxyProcess> {
+    pub async fn start_with(
+        contents: &str,
+        file_name: &str,
+        args: &[&str],
+    ) -> anyhow::Result<ProxyProcess> {
         let dir = tempfile::tempdir()?;
         let config = dir.path().join(file_name);
         std::fs::write(&config, contents)?;
@@ -49,7 +53,14 @@ impl ProxyProcess {
         let child = Command::new(proxy_bin())
             .arg("--config")
             .arg(&config)
-            .args(["--admin-addr", "127.0.0.1:0", "--concurrency", "2", "--log-level", "info"])
+            .args([
+                "--admin-addr",
+                "127.0.0.1:0",
+                "--concurrency",
+                "2",
+                "--log-level",
+                "info",
+            ])
             .arg("--admin-address-path")
             .arg(&admin_file)
             .args(args)
@@ -57,18 +68,29 @@ impl ProxyProcess {
             .stderr(Stdio::from(std::fs::File::create(&stderr_path)?))
             .spawn()
             .context("spawn ferry-proxy")?;
-        let mut p = ProxyProcess { child, admin: "127.0.0.1:0".parse()?, dir, config, stderr_path, stdout_path };
+        let mut p = ProxyProcess {
+            child,
+            admin: "127.0.0.1:0".parse()?,
+            dir,
+            config,
+            stderr_path,
+            stdout_path,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = p.child.try_wait()? {
                 bail!("ferry-proxy exited early ({status}): {}", p.stderr());
             }
-            if let Ok(a) = std::fs::read_to_string(&admin_file) {
-                if let Ok(addr) = a.trim().parse() {
-                    p.admin = addr;
-                    if p.admin_get("/ready").await.map(|(s, _)| s == 200).unwrap_or(false) {
-                        return Ok(p);
-                    }
+            if let Ok(a) = std::fs::read_to_string(&admin_file)
+                && let Ok(addr) = a.trim().parse()
+            {
+                p.admin = addr;
+                if p.admin_get("/ready")
+                    .await
+                    .map(|(s, _)| s == 200)
+                    .unwrap_or(false)
+                {
+                    return Ok(p);
                 }
             }
             if Instant::now() > deadline {
@@ -104,7 +126,10 @@ impl ProxyProcess {
     }
 
     pub async fn metrics(&self) -> String {
-        self.admin_get("/stats/prometheus").await.expect("metrics").1
+        self.admin_get("/stats/prometheus")
+            .await
+            .expect("metrics")
+            .1
     }
 
     /// The value of one sample line `name{labels}` in the exposition, or 0 when absent.
@@ -131,7 +156,10 @@ impl ProxyProcess {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        bail!("version {version} not applied within 10s: {}", self.stderr())
+        bail!(
+            "version {version} not applied within 10s: {}",
+            self.stderr()
+        )
     }
 
     pub fn stderr(&self) -> String {
@@ -148,7 +176,10 @@ impl ProxyProcess {
 
     /// Sends SIGTERM.
     pub fn sigterm(&self) {
-        let status = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("kill");
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill");
         assert!(status.success());
     }
 
@@ -175,9 +206,20 @@ impl Drop for ProxyProcess {
 }
 
 /// One plain HTTP/1.1 request to the admin server.
-pub async fn admin_request(admin: SocketAddr, method: http::Method, path: &str) -> anyhow::Result<(u16, String)> {
+pub async fn admin_request(
+    admin: SocketAddr,
+    method: http::Method,
+    path: &str,
+) -> anyhow::Result<(u16, String)> {
     let client = crate::Client::http1();
-    let reply = client.send(method, &format!("http://{admin}{path}"), &[], bytes::Bytes::new()).await?;
+    let reply = client
+        .send(
+            method,
+            &format!("http://{admin}{path}"),
+            &[],
+            bytes::Bytes::new(),
+        )
+        .await?;
     Ok((reply.status.as_u16(), reply.body))
 }
 
@@ -185,6 +227,9 @@ pub async fn admin_request(admin: SocketAddr, method: http::Method, path: &str) 
 pub fn metric_value(exposition: &str, series: &str) -> f64 {
     exposition
         .lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
         .unwrap_or(0.0)
 }

@@ -36,7 +36,9 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start(name: &str, protocol: UpstreamProtocol) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         Self::serve(listener, name, protocol)
     }
 
@@ -52,7 +54,9 @@ impl Upstream {
         let (n, h) = (name.to_owned(), Arc::clone(&hits));
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let (n, h) = (n.clone(), Arc::clone(&h));
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
@@ -69,7 +73,12 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, name: name.to_owned(), hits, task }
+        Upstream {
+            addr,
+            name: name.to_owned(),
+            hits,
+            task,
+        }
     }
 
     /// Requests received so far.
@@ -89,7 +98,11 @@ impl Drop for Upstream {
     }
 }
 
-async fn answer(name: &str, hits: &AtomicUsize, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+async fn answer(
+    name: &str,
+    hits: &AtomicUsize,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Full<Bytes>> {
     hits.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_owned();
     let mut status = StatusCode::OK;
@@ -100,19 +113,32 @@ async fn answer(name: &str, hits: &AtomicUsize, req: Request<hyper::body::Incomi
     if let Some(ms) = delay {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    if let Some(code) = path.rfind("/status/").and_then(|i| path[i + 8..].parse::<u16>().ok()) {
+    if let Some(code) = path
+        .rfind("/status/")
+        .and_then(|i| path[i + 8..].parse::<u16>().ok())
+    {
         status = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
     }
     let headers: BTreeMap<String, String> = req
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let version = format!("{:?}", req.version());
     let method = req.method().to_string();
     let uri = req.uri().to_string();
     let authority = req.uri().authority().map(|a| a.to_string());
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let json = serde_json::json!({
         "upstream": name,
         "method": method,
@@ -125,7 +151,8 @@ async fn answer(name: &str, hits: &AtomicUsize, req: Request<hyper::body::Incomi
     });
     let mut resp = Response::new(Full::new(Bytes::from(json.to_string())));
     *resp.status_mut() = status;
-    resp.headers_mut().insert("x-upstream", name.parse().expect("header value"));
+    resp.headers_mut()
+        .insert("x-upstream", name.parse().expect("header value"));
     resp
 }
 
@@ -137,13 +164,19 @@ pub struct WsEchoUpstream {
 
 impl WsEchoUpstream {
     pub async fn start() -> WsEchoUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind ws upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind ws upstream");
         let addr = listener.local_addr().expect("local addr");
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 tokio::spawn(async move {
-                    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
+                    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                        return;
+                    };
                     while let Some(Ok(msg)) = ws.next().await {
                         if msg.is_text() || msg.is_binary() {
                             if ws.send(msg).await.is_err() {

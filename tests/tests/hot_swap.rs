@@ -1,5 +1,6 @@
 //! Hot swap: rewriting the config file under load changes routing without failing a request, and
 //! a bad file is rejected whole while the previous table keeps serving.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: failures should be loud
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -33,7 +34,9 @@ clusters:
 async fn fifty_swaps_under_load_fail_no_request() {
     let blue = Upstream::start("blue", UpstreamProtocol::Http1).await;
     let green = Upstream::start("green", UpstreamProtocol::Http1).await;
-    let proxy = ProxyProcess::start(&table("v0", "blue", blue.addr, green.addr)).await.expect("proxy");
+    let proxy = ProxyProcess::start(&table("v0", "blue", blue.addr, green.addr))
+        .await
+        .expect("proxy");
     let url = Arc::new(proxy.url("web").await);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -42,7 +45,12 @@ async fn fifty_swaps_under_load_fail_no_request() {
     let mut workers = Vec::new();
     // 60 concurrent request loops, each on its own keep-alive connection.
     for _ in 0..60 {
-        let (url, stop, ok, failed) = (Arc::clone(&url), Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&failed));
+        let (url, stop, ok, failed) = (
+            Arc::clone(&url),
+            Arc::clone(&stop),
+            Arc::clone(&ok),
+            Arc::clone(&failed),
+        );
         workers.push(tokio::spawn(async move {
             let client = Client::http1();
             while !stop.load(Ordering::Relaxed) {
@@ -65,7 +73,10 @@ async fn fifty_swaps_under_load_fail_no_request() {
         let target = if i % 2 == 1 { "green" } else { "blue" };
         let version = format!("v{i}");
         proxy.write_config(&table(&version, target, blue.addr, green.addr));
-        proxy.wait_for_version(&version).await.expect("swap applied");
+        proxy
+            .wait_for_version(&version)
+            .await
+            .expect("swap applied");
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop.store(true, Ordering::Relaxed);
@@ -74,7 +85,10 @@ async fn fifty_swaps_under_load_fail_no_request() {
     }
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     assert_eq!(failed, 0, "{failed} requests failed ({ok} succeeded)");
-    assert!(ok > 500, "the load kept going through the swaps: {ok} requests");
+    assert!(
+        ok > 500,
+        "the load kept going through the swaps: {ok} requests"
+    );
     assert_eq!(proxy.metric("ferry_config_swaps_total").await, 51.0);
     assert_eq!(proxy.metric("ferry_config_rejected_total").await, 0.0);
 
@@ -105,15 +119,27 @@ async fn a_bad_file_is_rejected_and_the_old_table_keeps_serving() {
     wait_for_metric(&proxy, "ferry_config_rejected_total", 1.0).await;
     let log = proxy.stderr();
     assert!(
-        log.contains("table.yaml:10:") && log.contains("listeners[0].virtualHosts[0].routes[0].match.regex") && log.contains("invalid regex"),
+        log.contains("table.yaml:10:")
+            && log.contains("listeners[0].virtualHosts[0].routes[0].match.regex")
+            && log.contains("invalid regex"),
         "the log names file:line and field: {log}"
     );
     assert!(log.contains("still serving version good"), "{log}");
 
     // 2. A route naming a cluster that does not exist.
-    proxy.write_config(&good.replace("version: good", "version: bad-ref").replace("cluster: blue, weight", "cluster: nowhere, weight"));
+    proxy.write_config(
+        &good
+            .replace("version: good", "version: bad-ref")
+            .replace("cluster: blue, weight", "cluster: nowhere, weight"),
+    );
     wait_for_metric(&proxy, "ferry_config_rejected_total", 2.0).await;
-    assert!(proxy.stderr().contains("routes[0].action.weightedTargets[0].cluster: no cluster named \"nowhere\""), "{}", proxy.stderr());
+    assert!(
+        proxy
+            .stderr()
+            .contains("routes[0].action.weightedTargets[0].cluster: no cluster named \"nowhere\""),
+        "{}",
+        proxy.stderr()
+    );
 
     // 3. Not YAML at all.
     proxy.write_config("listeners: [ {name: web\n  oops: :\n");
@@ -122,9 +148,19 @@ async fn a_bad_file_is_rejected_and_the_old_table_keeps_serving() {
     // 4. A listener address already in use: rejected whole, the old listener keeps its port.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_addr = taken.local_addr().unwrap();
-    proxy.write_config(&good.replace("version: good", "version: bad-bind").replace("127.0.0.1:0", &taken_addr.to_string()));
+    proxy.write_config(
+        &good
+            .replace("version: good", "version: bad-bind")
+            .replace("127.0.0.1:0", &taken_addr.to_string()),
+    );
     wait_for_metric(&proxy, "ferry_config_rejected_total", 4.0).await;
-    assert!(proxy.stderr().contains("listeners[0].address: cannot listen on"), "{}", proxy.stderr());
+    assert!(
+        proxy
+            .stderr()
+            .contains("listeners[0].address: cannot listen on"),
+        "{}",
+        proxy.stderr()
+    );
 
     // Through all of it the good table served, unchanged.
     let r = c.get(&url).await.expect("request");
@@ -134,7 +170,10 @@ async fn a_bad_file_is_rejected_and_the_old_table_keeps_serving() {
 
     // And a fixed file is applied.
     proxy.write_config(&table("fixed", "green", blue.addr, green.addr));
-    proxy.wait_for_version("fixed").await.expect("fixed table applied");
+    proxy
+        .wait_for_version("fixed")
+        .await
+        .expect("fixed table applied");
     assert_eq!(c.get(&url).await.expect("request").upstream(), "green");
 }
 
@@ -146,18 +185,32 @@ async fn json_config_files_hot_swap_too() {
         ferry_api::encode_json(&t)
     };
     let green = Upstream::start("green", UpstreamProtocol::Http1).await;
-    let proxy = ProxyProcess::start_with(&to_json(&table("j1", "blue", blue.addr, green.addr)), "table.json", &[])
-        .await
-        .expect("proxy");
+    let proxy = ProxyProcess::start_with(
+        &to_json(&table("j1", "blue", blue.addr, green.addr)),
+        "table.json",
+        &[],
+    )
+    .await
+    .expect("proxy");
     let url = proxy.url("web").await;
-    assert_eq!(Client::http1().get(&url).await.expect("request").upstream(), "blue");
+    assert_eq!(
+        Client::http1().get(&url).await.expect("request").upstream(),
+        "blue"
+    );
     proxy.write_config(&to_json(&table("j2", "green", blue.addr, green.addr)));
     proxy.wait_for_version("j2").await.expect("applied");
-    assert_eq!(Client::http1().get(&url).await.expect("request").upstream(), "green");
+    assert_eq!(
+        Client::http1().get(&url).await.expect("request").upstream(),
+        "green"
+    );
     // A JSON error names its line.
     proxy.write_config("{\n  \"listeners\": [\n    {\"name\": 7}\n  ]\n}\n");
     wait_for_metric(&proxy, "ferry_config_rejected_total", 1.0).await;
-    assert!(proxy.stderr().contains("table.json:3:") && proxy.stderr().contains("listeners[0].name"), "{}", proxy.stderr());
+    assert!(
+        proxy.stderr().contains("table.json:3:") && proxy.stderr().contains("listeners[0].name"),
+        "{}",
+        proxy.stderr()
+    );
 }
 
 async fn wait_for_metric(proxy: &ProxyProcess, series: &str, want: f64) {

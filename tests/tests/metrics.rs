@@ -1,4 +1,5 @@
 //! Metrics: the exposition is valid (promtool) and its counts match the traffic sent.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: failures should be loud
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -8,29 +9,75 @@ use ferry_tests::{Client, ProxyProcess, Upstream, UpstreamProtocol, table_yaml};
 async fn counts_match_traffic_and_promtool_accepts_the_exposition() {
     let up = Upstream::start("a", UpstreamProtocol::Http1).await;
     let routes = "- name: api\n  match: { prefix: /api }\n  action: { weightedTargets: [{ cluster: a, weight: 1 }] }\n";
-    let proxy = ProxyProcess::start(&table_yaml(routes, &[("a", &[up.addr], "HTTP1")])).await.expect("proxy");
+    let proxy = ProxyProcess::start(&table_yaml(routes, &[("a", &[up.addr], "HTTP1")]))
+        .await
+        .expect("proxy");
     let url = proxy.url("web").await;
     let c = Client::http1();
     for _ in 0..37 {
-        assert_eq!(c.get(&format!("{url}/api/ok")).await.expect("ok").status, 200);
+        assert_eq!(
+            c.get(&format!("{url}/api/ok")).await.expect("ok").status,
+            200
+        );
     }
     for _ in 0..3 {
-        assert_eq!(c.get(&format!("{url}/api/status/503")).await.expect("503").status, 503);
+        assert_eq!(
+            c.get(&format!("{url}/api/status/503"))
+                .await
+                .expect("503")
+                .status,
+            503
+        );
     }
     for _ in 0..5 {
-        assert_eq!(c.get(&format!("{url}/elsewhere")).await.expect("404").status, 404);
+        assert_eq!(
+            c.get(&format!("{url}/elsewhere"))
+                .await
+                .expect("404")
+                .status,
+            404
+        );
     }
 
     let m = proxy.metrics().await;
     let v = |s: &str| ferry_tests::proxy::metric_value(&m, s);
-    assert_eq!(v("ferry_http_downstream_requests_total{code_class=\"2xx\",listener=\"web\",route=\"api\"}"), 37.0);
-    assert_eq!(v("ferry_http_downstream_requests_total{code_class=\"5xx\",listener=\"web\",route=\"api\"}"), 3.0);
-    assert_eq!(v("ferry_http_downstream_requests_total{code_class=\"4xx\",listener=\"web\",route=\"\"}"), 5.0);
-    assert_eq!(v("ferry_http_upstream_requests_total{cluster=\"a\",code_class=\"2xx\"}"), 37.0);
-    assert_eq!(v("ferry_http_upstream_requests_total{cluster=\"a\",code_class=\"5xx\"}"), 3.0);
-    assert_eq!(v("ferry_http_upstream_request_duration_seconds_count{cluster=\"a\"}"), 40.0);
-    assert_eq!(v("ferry_http_downstream_request_duration_seconds_count{listener=\"web\"}"), 45.0);
-    assert_eq!(v("ferry_downstream_connections_active{listener=\"web\"}"), 1.0, "the client's one keep-alive connection");
+    assert_eq!(
+        v(
+            "ferry_http_downstream_requests_total{code_class=\"2xx\",listener=\"web\",route=\"api\"}"
+        ),
+        37.0
+    );
+    assert_eq!(
+        v(
+            "ferry_http_downstream_requests_total{code_class=\"5xx\",listener=\"web\",route=\"api\"}"
+        ),
+        3.0
+    );
+    assert_eq!(
+        v("ferry_http_downstream_requests_total{code_class=\"4xx\",listener=\"web\",route=\"\"}"),
+        5.0
+    );
+    assert_eq!(
+        v("ferry_http_upstream_requests_total{cluster=\"a\",code_class=\"2xx\"}"),
+        37.0
+    );
+    assert_eq!(
+        v("ferry_http_upstream_requests_total{cluster=\"a\",code_class=\"5xx\"}"),
+        3.0
+    );
+    assert_eq!(
+        v("ferry_http_upstream_request_duration_seconds_count{cluster=\"a\"}"),
+        40.0
+    );
+    assert_eq!(
+        v("ferry_http_downstream_request_duration_seconds_count{listener=\"web\"}"),
+        45.0
+    );
+    assert_eq!(
+        v("ferry_downstream_connections_active{listener=\"web\"}"),
+        1.0,
+        "the client's one keep-alive connection"
+    );
     assert_eq!(v("ferry_config_swaps_total"), 1.0);
     assert_eq!(v("ferry_server_live"), 1.0);
     assert!(m.contains("ferry_config_info{version=\"sha-fnv-"), "{m}");
@@ -43,7 +90,12 @@ async fn counts_match_traffic_and_promtool_accepts_the_exposition() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run promtool");
-    child.stdin.take().expect("stdin").write_all(m.as_bytes()).expect("write");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(m.as_bytes())
+        .expect("write");
     let out = child.wait_with_output().expect("promtool output");
     assert!(
         out.status.success(),
@@ -54,7 +106,10 @@ async fn counts_match_traffic_and_promtool_accepts_the_exposition() {
 }
 
 fn which_promtool() -> String {
-    let found = Command::new("sh").args(["-c", "command -v promtool"]).output().expect("sh");
+    let found = Command::new("sh")
+        .args(["-c", "command -v promtool"])
+        .output()
+        .expect("sh");
     let path = String::from_utf8_lossy(&found.stdout).trim().to_owned();
     assert!(
         !path.is_empty(),

@@ -1,10 +1,11 @@
 //! Protocols end to end: HTTP/1.1 and HTTP/2 clients, HTTP/2 upstreams, WebSocket upgrades, and
 //! the weighted split measured over 10,000 requests.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: failures should be loud
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use futures_util::{SinkExt, StreamExt};
 use ferry_tests::{Client, ProxyProcess, Upstream, UpstreamProtocol, WsEchoUpstream, table_yaml};
+use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 const CATCH_ALL_TO_A: &str = "- name: all\n  match: { prefix: / }\n  action: { weightedTargets: [{ cluster: a, weight: 1 }] }\n";
@@ -13,7 +14,11 @@ const CATCH_ALL_TO_A: &str = "- name: all\n  match: { prefix: / }\n  action: { w
 async fn http1_and_http2_clients_to_http1_and_http2_upstreams() {
     for upstream_proto in [UpstreamProtocol::Http1, UpstreamProtocol::Http2] {
         let up = Upstream::start("a", upstream_proto).await;
-        let cluster_proto = if upstream_proto == UpstreamProtocol::Http2 { "HTTP2" } else { "HTTP1" };
+        let cluster_proto = if upstream_proto == UpstreamProtocol::Http2 {
+            "HTTP2"
+        } else {
+            "HTTP1"
+        };
         let yaml = table_yaml(CATCH_ALL_TO_A, &[("a", &[up.addr], cluster_proto)]);
         let proxy = ProxyProcess::start(&yaml).await.expect("proxy");
         let url = proxy.url("web").await;
@@ -23,30 +28,55 @@ async fn http1_and_http2_clients_to_http1_and_http2_upstreams() {
                     .get_with(&format!("{url}/p/{i}?q=1"), &[("host", "svc.local")])
                     .await
                     .unwrap_or_else(|e| panic!("{client_name} -> {cluster_proto}: {e}"));
-                assert_eq!(r.status, 200, "{client_name} -> {cluster_proto}: {}", r.body);
+                assert_eq!(
+                    r.status, 200,
+                    "{client_name} -> {cluster_proto}: {}",
+                    r.body
+                );
                 let seen = r.json();
                 assert_eq!(seen["path"], format!("/p/{i}"));
-                let want_version = if upstream_proto == UpstreamProtocol::Http2 { "HTTP/2.0" } else { "HTTP/1.1" };
+                let want_version = if upstream_proto == UpstreamProtocol::Http2 {
+                    "HTTP/2.0"
+                } else {
+                    "HTTP/1.1"
+                };
                 assert_eq!(seen["version"], want_version);
                 // The authority reaches the upstream: as Host over HTTP/1.1, :authority over HTTP/2.
-                let authority = seen["authority"].as_str().map(str::to_owned).or_else(|| r.seen_header("host"));
-                assert_eq!(authority.as_deref(), Some("svc.local"), "{client_name} -> {cluster_proto}");
+                let authority = seen["authority"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .or_else(|| r.seen_header("host"));
+                assert_eq!(
+                    authority.as_deref(),
+                    Some("svc.local"),
+                    "{client_name} -> {cluster_proto}"
+                );
             }
         }
         // Keep-alive and multiplexing: 40 requests did not take 40 upstream connections.
-        let opened = proxy.metric("ferry_upstream_connections_total{cluster=\"a\"}").await;
-        assert!(opened >= 1.0 && opened <= 4.0, "{cluster_proto}: {opened} upstream connections for 40 requests");
+        let opened = proxy
+            .metric("ferry_upstream_connections_total{cluster=\"a\"}")
+            .await;
+        assert!(
+            (1.0..=4.0).contains(&opened),
+            "{cluster_proto}: {opened} upstream connections for 40 requests"
+        );
     }
 }
 
 #[tokio::test]
 async fn request_bodies_are_forwarded() {
     let up = Upstream::start("a", UpstreamProtocol::Http1).await;
-    let proxy = ProxyProcess::start(&table_yaml(CATCH_ALL_TO_A, &[("a", &[up.addr], "HTTP1")])).await.expect("proxy");
+    let proxy = ProxyProcess::start(&table_yaml(CATCH_ALL_TO_A, &[("a", &[up.addr], "HTTP1")]))
+        .await
+        .expect("proxy");
     let url = proxy.url("web").await;
     let body = bytes::Bytes::from(vec![b'x'; 300_000]);
     for client in [Client::http1(), Client::http2()] {
-        let r = client.send(http::Method::POST, &url, &[], body.clone()).await.expect("post");
+        let r = client
+            .send(http::Method::POST, &url, &[], body.clone())
+            .await
+            .expect("post");
         assert_eq!(r.json()["body_len"], 300_000);
     }
 }
@@ -57,15 +87,35 @@ async fn websocket_echo_through_the_proxy() {
     let yaml = table_yaml(CATCH_ALL_TO_A, &[("a", &[ws.addr], "HTTP1")]);
     let proxy = ProxyProcess::start(&yaml).await.expect("proxy");
     let addr = proxy.listener("web").await.expect("listener");
-    let (mut socket, resp) = tokio_tungstenite::connect_async(format!("ws://{addr}/chat")).await.expect("ws handshake");
+    let (mut socket, resp) = tokio_tungstenite::connect_async(format!("ws://{addr}/chat"))
+        .await
+        .expect("ws handshake");
     assert_eq!(resp.status(), 101);
     for i in 0..10 {
-        socket.send(Message::text(format!("hello {i}"))).await.expect("send");
+        socket
+            .send(Message::text(format!("hello {i}")))
+            .await
+            .expect("send");
         let echo = socket.next().await.expect("frame").expect("ok");
-        assert_eq!(echo.into_text().expect("text").as_str(), format!("hello {i}"));
+        assert_eq!(
+            echo.into_text().expect("text").as_str(),
+            format!("hello {i}")
+        );
     }
-    socket.send(Message::binary(vec![0u8, 1, 2, 255])).await.expect("send");
-    assert_eq!(socket.next().await.expect("frame").expect("ok").into_data().as_ref(), &[0u8, 1, 2, 255]);
+    socket
+        .send(Message::binary(vec![0u8, 1, 2, 255]))
+        .await
+        .expect("send");
+    assert_eq!(
+        socket
+            .next()
+            .await
+            .expect("frame")
+            .expect("ok")
+            .into_data()
+            .as_ref(),
+        &[0u8, 1, 2, 255]
+    );
     socket.close(None).await.expect("close");
 }
 
@@ -78,7 +128,12 @@ async fn weighted_split_of_10000_requests_follows_the_weights() {
     let routes = "- name: split\n  match: { prefix: / }\n  action:\n    weightedTargets:\n      - { cluster: v1, weight: 70 }\n      - { cluster: v2, weight: 20 }\n      - { cluster: v3, weight: 10 }\n      - { cluster: never, weight: 0 }\n";
     let yaml = table_yaml(
         routes,
-        &[("v1", &[v1.addr], "HTTP1"), ("v2", &[v2.addr], "HTTP1"), ("v3", &[v3.addr], "HTTP1"), ("never", &[never.addr], "HTTP1")],
+        &[
+            ("v1", &[v1.addr], "HTTP1"),
+            ("v2", &[v2.addr], "HTTP1"),
+            ("v3", &[v3.addr], "HTTP1"),
+            ("never", &[never.addr], "HTTP1"),
+        ],
     );
     let proxy = ProxyProcess::start(&yaml).await.expect("proxy");
     let url = Arc::new(proxy.url("web").await);
@@ -106,7 +161,10 @@ async fn weighted_split_of_10000_requests_follows_the_weights() {
     let share = |k: &str| total.get(k).copied().unwrap_or(0) as f64 / 100.0;
     for (name, want) in [("v1", 70.0), ("v2", 20.0), ("v3", 10.0)] {
         let got = share(name);
-        assert!((got - want).abs() <= 3.0, "{name}: {got}% of traffic, want {want}% ± 3: {total:?}");
+        assert!(
+            (got - want).abs() <= 3.0,
+            "{name}: {got}% of traffic, want {want}% ± 3: {total:?}"
+        );
     }
     assert_eq!(never.hits(), 0, "weight 0 is never picked");
     assert_eq!(total.values().sum::<usize>(), 10_000);
@@ -121,7 +179,10 @@ async fn load_balancing_spreads_over_endpoints() {
             Upstream::start("e3", UpstreamProtocol::Http1).await,
         ];
         let addrs: Vec<_> = ups.iter().map(|u| u.addr).collect();
-        let yaml = table_yaml(CATCH_ALL_TO_A, &[("a", &addrs, "HTTP1")]).replace("  - name: a\n", &format!("  - name: a\n    lbPolicy: {lb}\n"));
+        let yaml = table_yaml(CATCH_ALL_TO_A, &[("a", &addrs, "HTTP1")]).replace(
+            "  - name: a\n",
+            &format!("  - name: a\n    lbPolicy: {lb}\n"),
+        );
         let proxy = ProxyProcess::start(&yaml).await.expect("proxy");
         let url = proxy.url("web").await;
         let c = Client::http1();
@@ -129,10 +190,19 @@ async fn load_balancing_spreads_over_endpoints() {
             assert_eq!(c.get(&url).await.expect("request").status, 200);
         }
         for u in &ups {
-            assert!(u.hits() >= 50, "{lb}: endpoint {} got {} of 300", u.name, u.hits());
+            assert!(
+                u.hits() >= 50,
+                "{lb}: endpoint {} got {} of 300",
+                u.name,
+                u.hits()
+            );
         }
         if lb == "ROUND_ROBIN" {
-            assert!(ups.iter().all(|u| u.hits() == 100), "round robin is exact: {:?}", ups.iter().map(|u| u.hits()).collect::<Vec<_>>());
+            assert!(
+                ups.iter().all(|u| u.hits() == 100),
+                "round robin is exact: {:?}",
+                ups.iter().map(|u| u.hits()).collect::<Vec<_>>()
+            );
         }
     }
 }

@@ -3,6 +3,6 @@ mod format;
 mod record;
 mod writer;
 
-pub use format::{Format, FormatError, ENVOY_DEFAULT_FORMAT};
+pub use format::{ENVOY_DEFAULT_FORMAT, Format, FormatError};
 pub use record::LogRecord;
 pub use writer::{AccessLogSink, SinkRegistry};

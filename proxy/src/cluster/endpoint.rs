@@ -64,7 +64,10 @@ impl Endpoint {
             return;
         }
         self.idle_count.fetch_add(1, Ordering::Relaxed);
-        self.idle.push(IdleConn { sender, since: Instant::now() });
+        self.idle.push(IdleConn {
+            sender,
+            since: Instant::now(),
+        });
     }
 }
 

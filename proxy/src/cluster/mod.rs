@@ -89,7 +89,9 @@ impl Cluster {
                     .unwrap_or_else(|| Arc::new(Endpoint::new(*a)))
             })
             .collect();
-        self.metrics.endpoints.set(i64::try_from(next.len()).unwrap_or(i64::MAX));
+        self.metrics
+            .endpoints
+            .set(i64::try_from(next.len()).unwrap_or(i64::MAX));
         self.endpoints.store(Arc::new(next));
     }
 
@@ -106,7 +108,11 @@ impl Cluster {
                     let a = fastrand::usize(..n);
                     // A second, distinct index: shift by 1..n.
                     let b = (a + 1 + fastrand::usize(..n - 1)) % n;
-                    if eps[b].active_requests() < eps[a].active_requests() { b } else { a }
+                    if eps[b].active_requests() < eps[a].active_requests() {
+                        b
+                    } else {
+                        a
+                    }
                 }
             },
         };
@@ -122,15 +128,19 @@ mod tests {
     fn cluster(lb: LbPolicy, n: u16) -> Cluster {
         let m = Metrics::new();
         let c = Cluster::new(
-            v1::Cluster { name: "c".into(), ..Default::default() },
+            v1::Cluster {
+                name: "c".into(),
+                ..Default::default()
+            },
             UpstreamProtocol::Http1,
             lb,
             None,
             Duration::from_secs(60),
             m.cluster("c"),
         );
-        let addrs: Vec<SocketAddr> =
-            (0..n).map(|i| SocketAddr::from(([127, 0, 0, 1], 9000 + i))).collect();
+        let addrs: Vec<SocketAddr> = (0..n)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], 9000 + i)))
+            .collect();
         c.set_endpoints(&addrs);
         c
     }
@@ -138,7 +148,10 @@ mod tests {
     #[test]
     fn round_robin_cycles() {
         let c = cluster(LbPolicy::RoundRobin, 3);
-        let ports: Vec<u16> = (0..6).filter_map(|_| c.pick()).map(|e| e.addr.port()).collect();
+        let ports: Vec<u16> = (0..6)
+            .filter_map(|_| c.pick())
+            .map(|e| e.addr.port())
+            .collect();
         assert_eq!(ports, [9000, 9001, 9002, 9000, 9001, 9002]);
     }
 

@@ -23,9 +23,15 @@ pub enum UpstreamError {
     #[error("connect to {addr} timed out after {after:?}")]
     ConnectTimeout { addr: SocketAddr, after: Duration },
     #[error("handshake with {addr} failed: {source}")]
-    Handshake { addr: SocketAddr, source: hyper::Error },
+    Handshake {
+        addr: SocketAddr,
+        source: hyper::Error,
+    },
     #[error("request to {addr} failed: {source}")]
-    Request { addr: SocketAddr, source: hyper::Error },
+    Request {
+        addr: SocketAddr,
+        source: hyper::Error,
+    },
     #[error("no response within {0:?}")]
     Timeout(Duration),
 }
@@ -33,7 +39,12 @@ pub enum UpstreamError {
 impl UpstreamError {
     /// Whether no connection could be made (as opposed to one that failed mid-request).
     pub fn is_connect(&self) -> bool {
-        matches!(self, UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. } | UpstreamError::Handshake { .. })
+        matches!(
+            self,
+            UpstreamError::Connect { .. }
+                | UpstreamError::ConnectTimeout { .. }
+                | UpstreamError::Handshake { .. }
+        )
     }
 }
 
@@ -79,11 +90,24 @@ async fn send_h1(
                 continue;
             }
             match sender.try_send_request(req).await {
-                Ok(resp) => return Ok((resp, Some(PooledConn { sender, endpoint: Arc::clone(ep) }))),
+                Ok(resp) => {
+                    return Ok((
+                        resp,
+                        Some(PooledConn {
+                            sender,
+                            endpoint: Arc::clone(ep),
+                        }),
+                    ));
+                }
                 Err(mut e) => match e.take_message() {
                     // Never written: safe to send on another connection.
                     Some(r) => req = r,
-                    None => return Err(UpstreamError::Request { addr: ep.addr, source: e.into_error() }),
+                    None => {
+                        return Err(UpstreamError::Request {
+                            addr: ep.addr,
+                            source: e.into_error(),
+                        });
+                    }
                 },
             }
         }
@@ -92,7 +116,10 @@ async fn send_h1(
     let (mut sender, conn) = http1::Builder::new()
         .handshake(io)
         .await
-        .map_err(|source| UpstreamError::Handshake { addr: ep.addr, source })?;
+        .map_err(|source| UpstreamError::Handshake {
+            addr: ep.addr,
+            source,
+        })?;
     let active = cluster.metrics.cx_active.clone();
     active.inc();
     if upgrade {
@@ -109,12 +136,22 @@ async fn send_h1(
     let resp = sender
         .send_request(req)
         .await
-        .map_err(|source| UpstreamError::Request { addr: ep.addr, source })?;
-    let pooled = (!upgrade).then(|| PooledConn { sender, endpoint: Arc::clone(ep) });
+        .map_err(|source| UpstreamError::Request {
+            addr: ep.addr,
+            source,
+        })?;
+    let pooled = (!upgrade).then(|| PooledConn {
+        sender,
+        endpoint: Arc::clone(ep),
+    });
     Ok((resp, pooled))
 }
 
-async fn send_h2(cluster: &Cluster, ep: &Arc<Endpoint>, mut req: Request<RequestBody>) -> Result<Response<Incoming>, UpstreamError> {
+async fn send_h2(
+    cluster: &Cluster,
+    ep: &Arc<Endpoint>,
+    mut req: Request<RequestBody>,
+) -> Result<Response<Incoming>, UpstreamError> {
     // Two rounds at most: the shared connection, then a fresh one if it turned out to be gone.
     for _ in 0..2 {
         let mut sender = h2_sender(cluster, ep).await?;
@@ -129,17 +166,31 @@ async fn send_h2(cluster: &Cluster, ep: &Arc<Endpoint>, mut req: Request<Request
                     ep.h2.store(None);
                     req = r;
                 }
-                None => return Err(UpstreamError::Request { addr: ep.addr, source: e.into_error() }),
+                None => {
+                    return Err(UpstreamError::Request {
+                        addr: ep.addr,
+                        source: e.into_error(),
+                    });
+                }
             },
         }
     }
     // Both rounds found dead connections: open one last and report what it says.
     let mut sender = h2_sender(cluster, ep).await?;
-    sender.send_request(req).await.map_err(|source| UpstreamError::Request { addr: ep.addr, source })
+    sender
+        .send_request(req)
+        .await
+        .map_err(|source| UpstreamError::Request {
+            addr: ep.addr,
+            source,
+        })
 }
 
 /// The endpoint's shared HTTP/2 connection, opened if there is none (one opener at a time).
-async fn h2_sender(cluster: &Cluster, ep: &Arc<Endpoint>) -> Result<http2::SendRequest<RequestBody>, UpstreamError> {
+async fn h2_sender(
+    cluster: &Cluster,
+    ep: &Arc<Endpoint>,
+) -> Result<http2::SendRequest<RequestBody>, UpstreamError> {
     if let Some(s) = ep.h2.load_full().filter(|s| !s.is_closed()) {
         return Ok((*s).clone());
     }
@@ -152,7 +203,10 @@ async fn h2_sender(cluster: &Cluster, ep: &Arc<Endpoint>) -> Result<http2::SendR
         .timer(TokioTimer::new())
         .handshake(io)
         .await
-        .map_err(|source| UpstreamError::Handshake { addr: ep.addr, source })?;
+        .map_err(|source| UpstreamError::Handshake {
+            addr: ep.addr,
+            source,
+        })?;
     let active = cluster.metrics.cx_active.clone();
     active.inc();
     tokio::spawn(async move {

@@ -38,10 +38,10 @@ impl Body for RequestBody {
             RequestBody::Incoming(b) => Pin::new(b).poll_frame(cx),
             RequestBody::Counted(b, n) => {
                 let frame = ready!(Pin::new(b).poll_frame(cx));
-                if let Some(Ok(f)) = &frame {
-                    if let Some(d) = f.data_ref() {
-                        n.fetch_add(d.len() as u64, Ordering::Relaxed);
-                    }
+                if let Some(Ok(f)) = &frame
+                    && let Some(d) = f.data_ref()
+                {
+                    n.fetch_add(d.len() as u64, Ordering::Relaxed);
                 }
                 Poll::Ready(frame)
             }
@@ -113,13 +113,14 @@ impl Completion {
 
     /// `complete`: the whole response was read from upstream (the connection may be reused).
     fn finish(mut self, complete: bool) {
-        if complete {
-            if let Some(p) = self.pooled.take() {
-                p.release();
-            }
+        if complete && let Some(p) = self.pooled.take() {
+            p.release();
         }
         let elapsed = self.start.elapsed();
-        self.listener.metrics.duration.observe(elapsed.as_secs_f64());
+        self.listener
+            .metrics
+            .duration
+            .observe(elapsed.as_secs_f64());
         let (Some(log), Some(logger)) = (self.log.take(), self.listener.access_log.as_ref()) else {
             return;
         };
@@ -167,13 +168,19 @@ pub struct ResponseBody {
 
 impl ResponseBody {
     pub fn upstream(body: Incoming, completion: Completion) -> Self {
-        ResponseBody { inner: Inner::Upstream(body), completion: Some(completion) }
+        ResponseBody {
+            inner: Inner::Upstream(body),
+            completion: Some(completion),
+        }
     }
 
     /// A response made by the proxy itself.
     pub fn local(body: Bytes, completion: Option<Completion>) -> Self {
         let body = (!body.is_empty()).then_some(body);
-        ResponseBody { inner: Inner::Local(body), completion }
+        ResponseBody {
+            inner: Inner::Local(body),
+            completion,
+        }
     }
 
     fn end(&mut self, complete: bool) {
@@ -204,7 +211,8 @@ impl Body for ResponseBody {
             }
             Some(Err(_)) => {
                 if let Some(c) = this.completion.as_mut() {
-                    c.flags.insert(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
+                    c.flags
+                        .insert(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
                 }
                 this.end(false);
             }
@@ -235,10 +243,9 @@ impl Drop for ResponseBody {
         }
         // A body that was already complete (empty, HEAD, 204) may be dropped without being polled.
         let complete = self.is_end_stream();
-        if !complete {
-            if let Some(c) = self.completion.as_mut() {
-                c.flags.insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
-            }
+        if !complete && let Some(c) = self.completion.as_mut() {
+            c.flags
+                .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
         }
         self.end(complete);
     }

@@ -25,7 +25,12 @@ pub struct ListenerCtx {
 
 impl ListenerCtx {
     pub fn new(name: String, table: Arc<ListenerTable>, local_addr: SocketAddr) -> ListenerCtx {
-        ListenerCtx { name, table: ArcSwap::new(table), local_addr, connections: AtomicUsize::new(0) }
+        ListenerCtx {
+            name,
+            table: ArcSwap::new(table),
+            local_addr,
+            connections: AtomicUsize::new(0),
+        }
     }
 
     pub fn connections(&self) -> usize {
@@ -54,16 +59,21 @@ impl Drop for ConnGuard {
 }
 
 /// Serves `stream` on its own task; the connection is watched by `graceful` for draining.
-pub fn serve_connection(ctx: &Arc<ListenerCtx>, stream: TcpStream, remote: SocketAddr, graceful: &GracefulShutdown) {
+pub fn serve_connection(
+    ctx: &Arc<ListenerCtx>,
+    stream: TcpStream,
+    remote: SocketAddr,
+    graceful: &GracefulShutdown,
+) {
     let table = ctx.table.load();
     let limits = table.limits.clone();
     table.metrics.cx_total.inc();
-    if let Some(max) = limits.max_connections {
-        if ctx.connections.load(Ordering::Relaxed) >= max {
-            table.metrics.cx_overflow.inc();
-            drop(stream);
-            return;
-        }
+    if let Some(max) = limits.max_connections
+        && ctx.connections.load(Ordering::Relaxed) >= max
+    {
+        table.metrics.cx_overflow.inc();
+        drop(stream);
+        return;
     }
     ctx.connections.fetch_add(1, Ordering::Relaxed);
     table.metrics.cx_active.inc();
@@ -94,7 +104,9 @@ pub fn serve_connection(ctx: &Arc<ListenerCtx>, stream: TcpStream, remote: Socke
         let ctx = Arc::clone(&svc_ctx);
         async move { Ok::<_, Infallible>(super::handle(&ctx, &info, req).await) }
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        .into_owned();
     let conn = graceful.watch(conn);
     let name = ctx.name.clone();
     tokio::spawn(async move {

@@ -19,14 +19,23 @@ use crate::cluster::{self, ActiveRequest, UpstreamError, UpstreamProtocol};
 use crate::flags::ResponseFlags;
 use crate::route::{RequestView, normalize_path};
 
-pub async fn handle(ctx: &ListenerCtx, conn: &ConnInfo, mut req: Request<Incoming>) -> Response<ResponseBody> {
+pub async fn handle(
+    ctx: &ListenerCtx,
+    conn: &ConnInfo,
+    mut req: Request<Incoming>,
+) -> Response<ResponseBody> {
     let start = Instant::now();
     let table = ctx.table.load_full();
 
     if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > table.limits.max_uri_bytes {
         table.metrics.uri_too_long.inc();
         let completion = Completion::new(Arc::clone(&table), start, None);
-        return local_reply(StatusCode::URI_TOO_LONG, "request URI too long\n", completion, ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR);
+        return local_reply(
+            StatusCode::URI_TOO_LONG,
+            "request URI too long\n",
+            completion,
+            ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
+        );
     }
 
     let upgrade = req.version() == Version::HTTP_11 && wants_upgrade(req.headers());
@@ -37,7 +46,11 @@ pub async fn handle(ctx: &ListenerCtx, conn: &ConnInfo, mut req: Request<Incomin
     // The authority: Host for HTTP/1.1, :authority for HTTP/2.
     let authority: String = match parts.headers.get(HOST).and_then(|h| h.to_str().ok()) {
         Some(h) => h.to_owned(),
-        None => parts.uri.authority().map(|a| a.as_str().to_owned()).unwrap_or_default(),
+        None => parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .unwrap_or_default(),
     };
 
     // Forwarding headers first, so the access log sees the request id and XFF as sent upstream.
@@ -55,7 +68,11 @@ pub async fn handle(ctx: &ListenerCtx, conn: &ConnInfo, mut req: Request<Incomin
         Box::new(LogContext {
             start_time: SystemTime::now(),
             method: parts.method.clone(),
-            path: parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
+            path: parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned(),
             protocol: protocol_name(downstream_version),
             authority: authority.clone(),
             scheme: conn.scheme,
@@ -83,12 +100,30 @@ pub async fn handle(ctx: &ListenerCtx, conn: &ConnInfo, mut req: Request<Incomin
     let Some((vi, vhost)) = table.vhosts.find(&authority) else {
         table.metrics.no_route.record(404);
         let msg = format!("no route: no virtual host matches authority {authority:?}\n");
-        return local_reply(StatusCode::NOT_FOUND, msg, completion, ResponseFlags::NO_ROUTE);
+        return local_reply(
+            StatusCode::NOT_FOUND,
+            msg,
+            completion,
+            ResponseFlags::NO_ROUTE,
+        );
     };
-    let Some((ri, route)) = vhost.routes.iter().enumerate().find(|(_, r)| r.matches(&view)) else {
+    let Some((ri, route)) = vhost
+        .routes
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.matches(&view))
+    else {
         table.metrics.no_route.record(404);
-        let msg = format!("no route: nothing in virtual host {:?} matches {} {}\n", vhost.name, parts.method, path);
-        return local_reply(StatusCode::NOT_FOUND, msg, completion, ResponseFlags::NO_ROUTE);
+        let msg = format!(
+            "no route: nothing in virtual host {:?} matches {} {}\n",
+            vhost.name, parts.method, path
+        );
+        return local_reply(
+            StatusCode::NOT_FOUND,
+            msg,
+            completion,
+            ResponseFlags::NO_ROUTE,
+        );
     };
     completion.route = Some((vi, ri));
 
@@ -98,16 +133,25 @@ pub async fn handle(ctx: &ListenerCtx, conn: &ConnInfo, mut req: Request<Incomin
         cluster.metrics.no_healthy.inc();
         route.metrics.record(503);
         let msg = format!("no healthy upstream in cluster {:?}\n", cluster.name);
-        return local_reply(StatusCode::SERVICE_UNAVAILABLE, msg, completion, ResponseFlags::NO_HEALTHY_UPSTREAM);
+        return local_reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            msg,
+            completion,
+            ResponseFlags::NO_HEALTHY_UPSTREAM,
+        );
     };
 
     // === Build the upstream request ===
-    let new_path = route.rewrite_path(&path).or_else(|| match path {
+    let new_path = route.rewrite_path(&path).or(match path {
         std::borrow::Cow::Owned(p) => Some(p),
         std::borrow::Cow::Borrowed(_) => None,
     });
     let path_and_query = match new_path {
-        None => parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")),
+        None => parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
         Some(p) => {
             let pq = match query {
                 Some(q) => format!("{p}?{q}"),
@@ -115,11 +159,23 @@ pub async fn handle(ctx: &ListenerCtx, conn: &ConnInfo, mut req: Request<Incomin
             };
             match PathAndQuery::try_from(pq) {
                 Ok(pq) => pq,
-                Err(_) => return local_reply(StatusCode::BAD_REQUEST, "invalid rewritten path\n", completion, ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR),
+                Err(_) => {
+                    return local_reply(
+                        StatusCode::BAD_REQUEST,
+                        "invalid rewritten path\n",
+                        completion,
+                        ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
+                    );
+                }
             }
         }
     };
-    let upstream_authority = route.action.rewrite.host.clone().or_else(|| authority.parse::<Authority>().ok());
+    let upstream_authority = route
+        .action
+        .rewrite
+        .host
+        .clone()
+        .or_else(|| authority.parse::<Authority>().ok());
 
     parts.extensions = http::Extensions::new();
 
@@ -131,10 +187,10 @@ pub async fn handle(ctx: &ListenerCtx, conn: &ConnInfo, mut req: Request<Incomin
                 if let Ok(v) = HeaderValue::from_str(a.as_str()) {
                     parts.headers.insert(HOST, v);
                 }
-            } else if !parts.headers.contains_key(HOST) {
-                if let Ok(v) = HeaderValue::from_str(&authority) {
-                    parts.headers.insert(HOST, v);
-                }
+            } else if !parts.headers.contains_key(HOST)
+                && let Ok(v) = HeaderValue::from_str(&authority)
+            {
+                parts.headers.insert(HOST, v);
             }
         }
         UpstreamProtocol::Http2 => {
@@ -146,7 +202,14 @@ pub async fn handle(ctx: &ListenerCtx, conn: &ConnInfo, mut req: Request<Incomin
             uri.path_and_query = Some(path_and_query);
             match Uri::from_parts(uri) {
                 Ok(u) => parts.uri = u,
-                Err(_) => return local_reply(StatusCode::BAD_REQUEST, "invalid authority\n", completion, ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR),
+                Err(_) => {
+                    return local_reply(
+                        StatusCode::BAD_REQUEST,
+                        "invalid authority\n",
+                        completion,
+                        ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
+                    );
+                }
             }
         }
     }
@@ -162,7 +225,9 @@ pub async fn handle(ctx: &ListenerCtx, conn: &ConnInfo, mut req: Request<Incomin
     let sent_at = Instant::now();
     let send = cluster::send(&cluster, &endpoint, upstream_req, upgrade);
     let result = match route.action.request_timeout {
-        Some(t) => tokio::time::timeout(t, send).await.unwrap_or(Err(UpstreamError::Timeout(t))),
+        Some(t) => tokio::time::timeout(t, send)
+            .await
+            .unwrap_or(Err(UpstreamError::Timeout(t))),
         None => send.await,
     };
     let (mut resp, pooled) = match result {
@@ -173,8 +238,14 @@ pub async fn handle(ctx: &ListenerCtx, conn: &ConnInfo, mut req: Request<Incomin
                     cluster.metrics.timeouts.inc();
                     (StatusCode::GATEWAY_TIMEOUT, ResponseFlags::UPSTREAM_TIMEOUT)
                 }
-                e if e.is_connect() => (StatusCode::SERVICE_UNAVAILABLE, ResponseFlags::UPSTREAM_CONNECT_FAILURE),
-                _ => (StatusCode::SERVICE_UNAVAILABLE, ResponseFlags::UPSTREAM_CONNECTION_TERMINATION),
+                e if e.is_connect() => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ResponseFlags::UPSTREAM_CONNECT_FAILURE,
+                ),
+                _ => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
+                ),
             };
             tracing::debug!(cluster = %cluster.name, "upstream request failed: {e}");
             route.metrics.record(status.as_u16());
@@ -188,7 +259,10 @@ pub async fn handle(ctx: &ListenerCtx, conn: &ConnInfo, mut req: Request<Incomin
     let upstream_time = sent_at.elapsed();
     let status = resp.status().as_u16();
     cluster.metrics.record(status);
-    cluster.metrics.duration.observe(upstream_time.as_secs_f64());
+    cluster
+        .metrics
+        .duration
+        .observe(upstream_time.as_secs_f64());
     route.metrics.record(status);
 
     let switching = upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -233,6 +307,9 @@ fn local_reply(
     }
     let mut resp = Response::new(ResponseBody::local(body.into(), Some(completion)));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }

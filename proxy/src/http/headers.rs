@@ -2,8 +2,8 @@
 //! forwarding headers added, and a request id kept or generated.
 use std::net::IpAddr;
 
-use http::header::{CONNECTION, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE};
 use http::HeaderMap;
+use http::header::{CONNECTION, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -33,7 +33,13 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
             h.remove(CONNECTION);
         }
     }
-    for name in [&KEEP_ALIVE, &PROXY_CONNECTION, &PROXY_AUTHENTICATE, &PROXY_AUTHORIZATION, &TRAILER] {
+    for name in [
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &PROXY_AUTHENTICATE,
+        &PROXY_AUTHORIZATION,
+        &TRAILER,
+    ] {
         h.remove(name);
     }
     h.remove(TRANSFER_ENCODING);
@@ -123,7 +129,11 @@ mod tests {
 
     #[test]
     fn keeps_te_trailers_and_upgrade_when_upgrading() {
-        let mut h = map(&[("te", "trailers"), ("connection", "Upgrade"), ("upgrade", "websocket")]);
+        let mut h = map(&[
+            ("te", "trailers"),
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
         assert!(wants_upgrade(&h));
         strip_hop_by_hop(&mut h, true);
         assert!(h.contains_key("te") && h.contains_key("upgrade") && h.contains_key("connection"));

@@ -133,7 +133,11 @@ mod tests {
     }
 
     fn hm(rule: StringMatch, invert: bool) -> HeaderMatcher {
-        HeaderMatcher { name: HeaderName::from_static("x-v"), rule, invert }
+        HeaderMatcher {
+            name: HeaderName::from_static("x-v"),
+            rule,
+            invert,
+        }
     }
 
     #[test]
@@ -145,15 +149,23 @@ mod tests {
         let re = full_match_regex("canary-[0-9]+").expect("regex");
         assert!(hm(StringMatch::Regex(re), false).matches(&h));
         let partial = full_match_regex("canary").expect("regex");
-        assert!(!hm(StringMatch::Regex(partial), false).matches(&h), "regex is anchored");
+        assert!(
+            !hm(StringMatch::Regex(partial), false).matches(&h),
+            "regex is anchored"
+        );
         assert!(hm(StringMatch::Present(true), false).matches(&h));
         assert!(!hm(StringMatch::Present(false), false).matches(&h));
-        assert!(hm(StringMatch::Exact("other".into()), true).matches(&h), "inverted");
+        assert!(
+            hm(StringMatch::Exact("other".into()), true).matches(&h),
+            "inverted"
+        );
     }
 
     #[test]
     fn range_is_half_open() {
-        let r = |v: &'static str| hm(StringMatch::Range(10, 20), false).matches(&headers(&[("x-v", v)]));
+        let r = |v: &'static str| {
+            hm(StringMatch::Range(10, 20), false).matches(&headers(&[("x-v", v)]))
+        };
         assert!(r("10") && r("19"));
         assert!(!r("20") && !r("9") && !r("abc"));
     }
@@ -174,13 +186,25 @@ mod tests {
 
     #[test]
     fn query_rules() {
-        let q = QueryMatcher { name: "v".into(), exact: Some("2".into()), absent: false };
+        let q = QueryMatcher {
+            name: "v".into(),
+            exact: Some("2".into()),
+            absent: false,
+        };
         assert!(q.matches(Some("a=1&v=2")));
         assert!(!q.matches(Some("v=3")));
         assert!(!q.matches(None));
-        let p = QueryMatcher { name: "debug".into(), exact: None, absent: false };
+        let p = QueryMatcher {
+            name: "debug".into(),
+            exact: None,
+            absent: false,
+        };
         assert!(p.matches(Some("debug")) && p.matches(Some("x=1&debug=")));
-        let a = QueryMatcher { name: "debug".into(), exact: None, absent: true };
+        let a = QueryMatcher {
+            name: "debug".into(),
+            exact: None,
+            absent: true,
+        };
         assert!(a.matches(None) && !a.matches(Some("debug=1")));
     }
 }

@@ -62,7 +62,10 @@ impl Route {
         self.path.matches(req.path)
             && self.method.as_ref().is_none_or(|m| m == req.method)
             && self.port.is_none_or(|p| p == req.port)
-            && self.scheme.as_deref().is_none_or(|s| s.eq_ignore_ascii_case(req.scheme))
+            && self
+                .scheme
+                .as_deref()
+                .is_none_or(|s| s.eq_ignore_ascii_case(req.scheme))
             && self.headers.iter().all(|h| h.matches(req.headers))
             && self.query.iter().all(|q| q.matches(req.query))
     }

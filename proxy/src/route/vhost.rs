@@ -35,7 +35,8 @@ impl VirtualHosts {
                 self.exact.entry(d.clone()).or_insert(i);
             }
         }
-        self.suffixes.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+        self.suffixes
+            .sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
     }
 
     /// The virtual host (and its index) for `authority` (Host header or :authority), if any.
@@ -70,7 +71,9 @@ impl VirtualHosts {
 /// "host:port" -> Some("host"); "[::1]:80" -> Some("[::1]"); no port -> None.
 fn strip_port(authority: &str) -> Option<&str> {
     let colon = authority.rfind(':')?;
-    if authority[colon + 1..].bytes().all(|b| b.is_ascii_digit()) && !authority[colon..].contains(']') {
+    if authority[colon + 1..].bytes().all(|b| b.is_ascii_digit())
+        && !authority[colon..].contains(']')
+    {
         Some(&authority[..colon])
     } else {
         None
@@ -91,7 +94,13 @@ mod tests {
             ("any", vec!["*"]),
         ] {
             let domains: Vec<String> = domains.into_iter().map(String::from).collect();
-            v.push(VirtualHost { name: name.into(), routes: Box::new([]) }, &domains);
+            v.push(
+                VirtualHost {
+                    name: name.into(),
+                    routes: Box::new([]),
+                },
+                &domains,
+            );
         }
         v
     }
@@ -116,7 +125,13 @@ mod tests {
     #[test]
     fn no_default_means_none() {
         let mut v = VirtualHosts::default();
-        v.push(VirtualHost { name: "a".into(), routes: Box::new([]) }, &["a".into()]);
+        v.push(
+            VirtualHost {
+                name: "a".into(),
+                routes: Box::new([]),
+            },
+            &["a".into()],
+        );
         assert!(v.find("b").is_none());
     }
 }

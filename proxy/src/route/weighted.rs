@@ -32,7 +32,11 @@ impl WeightedTargets {
         }
         let r = fastrand::u32(..self.total);
         // Constructed non-empty with total > 0, so some cumulative weight exceeds r.
-        let i = self.targets.iter().position(|(_, cum)| *cum > r).unwrap_or(0);
+        let i = self
+            .targets
+            .iter()
+            .position(|(_, cum)| *cum > r)
+            .unwrap_or(0);
         &self.targets[i].0
     }
 

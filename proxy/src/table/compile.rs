@@ -16,8 +16,8 @@ use crate::access_log::{Format, SinkRegistry};
 use crate::cluster::{Cluster, LbPolicy, UpstreamProtocol};
 use crate::metrics::Metrics;
 use crate::route::{
-    HeaderMatcher, PathMatch, QueryMatcher, Rewrite, Route, RouteAction, StringMatch,
-    VirtualHost, VirtualHosts, WeightedTargets,
+    HeaderMatcher, PathMatch, QueryMatcher, Rewrite, Route, RouteAction, StringMatch, VirtualHost,
+    VirtualHosts, WeightedTargets,
 };
 
 /// App Mesh's default per-request timeout.
@@ -33,13 +33,18 @@ pub struct CompileError {
 }
 
 fn err<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, CompileError> {
-    Err(CompileError { path: path.into(), message: message.into() })
+    Err(CompileError {
+        path: path.into(),
+        message: message.into(),
+    })
 }
 
 fn not_yet<T>(path: impl Into<String>, what: &str, issue: u32) -> Result<T, CompileError> {
     err(
         path,
-        format!("{what} is not supported by this version of ferry-proxy yet (tracked as issue #{issue})"),
+        format!(
+            "{what} is not supported by this version of ferry-proxy yet (tracked as issue #{issue})"
+        ),
     )
 }
 
@@ -61,10 +66,16 @@ pub fn compile(
         let path = format!("listeners[{i}]");
         let spec = compile_listener(l, &path, &clusters, metrics, sinks)?;
         if !names.insert(spec.name.clone()) {
-            return err(format!("{path}.name"), format!("duplicate listener name {:?}", spec.name));
+            return err(
+                format!("{path}.name"),
+                format!("duplicate listener name {:?}", spec.name),
+            );
         }
         if spec.address.port() != 0 && !addresses.insert(spec.address) {
-            return err(format!("{path}.address"), format!("{} is used by another listener", spec.address));
+            return err(
+                format!("{path}.address"),
+                format!("{} is used by another listener", spec.address),
+            );
         }
         listeners.push(spec);
     }
@@ -73,7 +84,12 @@ pub fn compile(
     } else {
         source.version.clone()
     };
-    Ok(RuntimeTable { version, source: Arc::new(source), listeners, clusters })
+    Ok(RuntimeTable {
+        version,
+        source: Arc::new(source),
+        listeners,
+        clusters,
+    })
 }
 
 /// A stable short version for tables that carry none: a hash of their canonical JSON.
@@ -87,7 +103,10 @@ fn content_version(table: &v1::RoutingTable) -> String {
     format!("sha-fnv-{h:016x}")
 }
 
-fn duration(d: Option<&pbjson_types::Duration>, path: &str) -> Result<Option<Duration>, CompileError> {
+fn duration(
+    d: Option<&pbjson_types::Duration>,
+    path: &str,
+) -> Result<Option<Duration>, CompileError> {
     let Some(d) = d else { return Ok(None) };
     if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 {
         return err(path, "durations must be zero or positive");
@@ -124,7 +143,10 @@ fn compile_clusters(
             return err(format!("{path}.name"), "a cluster needs a name");
         }
         if out.contains_key(&c.name) {
-            return err(format!("{path}.name"), format!("duplicate cluster name {:?}", c.name));
+            return err(
+                format!("{path}.name"),
+                format!("duplicate cluster name {:?}", c.name),
+            );
         }
         let reused = previous
             .and_then(|p| p.clusters.get(&c.name))
@@ -139,7 +161,11 @@ fn compile_clusters(
     Ok(out)
 }
 
-fn compile_cluster(c: &v1::Cluster, path: &str, metrics: &Metrics) -> Result<Cluster, CompileError> {
+fn compile_cluster(
+    c: &v1::Cluster,
+    path: &str,
+    metrics: &Metrics,
+) -> Result<Cluster, CompileError> {
     let protocol = match c.protocol() {
         cluster::Protocol::Unspecified | cluster::Protocol::Http1 => UpstreamProtocol::Http1,
         cluster::Protocol::Http2 | cluster::Protocol::Grpc => UpstreamProtocol::Http2,
@@ -156,7 +182,11 @@ fn compile_cluster(c: &v1::Cluster, path: &str, metrics: &Metrics) -> Result<Clu
         return not_yet(format!("{path}.healthCheck"), "active health checks", 5);
     }
     if c.connection_pool.is_some() {
-        return not_yet(format!("{path}.connectionPool"), "connection pool limits", 5);
+        return not_yet(
+            format!("{path}.connectionPool"),
+            "connection pool limits",
+            5,
+        );
     }
     if c.tls.is_some() {
         return not_yet(format!("{path}.tls"), "TLS origination", 6);
@@ -212,24 +242,31 @@ fn compile_listener(
         return err(format!("{path}.name"), "a listener needs a name");
     }
     let address: SocketAddr = l.address.parse().or_else(|_| {
-        err(format!("{path}.address"), format!("{:?} is not an ip:port address", l.address))
+        err(
+            format!("{path}.address"),
+            format!("{:?} is not an ip:port address", l.address),
+        )
     })?;
     if l.protocol() == listener::Protocol::Tcp || !l.tcp_routes.is_empty() {
         return not_yet(format!("{path}.protocol"), "TCP listeners", 6);
     }
     if l.original_dst {
-        return not_yet(format!("{path}.originalDst"), "transparent (original destination) listeners", 9);
+        return not_yet(
+            format!("{path}.originalDst"),
+            "transparent (original destination) listeners",
+            9,
+        );
     }
     if l.egress_policy != 0 {
         return not_yet(format!("{path}.egressPolicy"), "egress policies", 9);
     }
-    if let Some(tls) = &l.tls {
-        if !matches!(
+    if let Some(tls) = &l.tls
+        && !matches!(
             tls.mode(),
             v1::server_tls::Mode::Unspecified | v1::server_tls::Mode::Disabled
-        ) {
-            return not_yet(format!("{path}.tls"), "TLS termination", 6);
-        }
+        )
+    {
+        return not_yet(format!("{path}.tls"), "TLS termination", 6);
     }
     let timeouts = l.timeouts.as_ref();
     if timeouts.and_then(|t| t.idle.as_ref()).is_some() {
@@ -254,13 +291,21 @@ fn compile_listener(
         let vpath = format!("{path}.virtualHosts[{j}]");
         let mut domains = Vec::with_capacity(vh.domains.len());
         if vh.domains.is_empty() {
-            return err(format!("{vpath}.domains"), "a virtual host needs at least one domain (\"*\" for any)");
+            return err(
+                format!("{vpath}.domains"),
+                "a virtual host needs at least one domain (\"*\" for any)",
+            );
         }
         for (k, d) in vh.domains.iter().enumerate() {
             let d = d.to_ascii_lowercase();
             validate_domain(&d).or_else(|m| err(format!("{vpath}.domains[{k}]"), m))?;
             if !seen_domains.insert(d.clone()) {
-                return err(format!("{vpath}.domains[{k}]"), format!("domain {d:?} is already served by another virtual host of this listener"));
+                return err(
+                    format!("{vpath}.domains[{k}]"),
+                    format!(
+                        "domain {d:?} is already served by another virtual host of this listener"
+                    ),
+                );
             }
             domains.push(d);
         }
@@ -268,12 +313,21 @@ fn compile_listener(
         for (k, r) in vh.routes.iter().enumerate() {
             let rpath = format!("{vpath}.routes[{k}]");
             if r.name.is_empty() {
-                return err(format!("{rpath}.name"), "a route needs a name (it labels metrics and logs)");
+                return err(
+                    format!("{rpath}.name"),
+                    "a route needs a name (it labels metrics and logs)",
+                );
             }
             if !route_names.insert(r.name.clone()) {
-                return err(format!("{rpath}.name"), format!("duplicate route name {:?} in this listener", r.name));
+                return err(
+                    format!("{rpath}.name"),
+                    format!("duplicate route name {:?} in this listener", r.name),
+                );
             }
-            routes.push((r.priority, compile_route(r, &rpath, &l.name, request_timeout, clusters, metrics)?));
+            routes.push((
+                r.priority,
+                compile_route(r, &rpath, &l.name, request_timeout, clusters, metrics)?,
+            ));
         }
         // Priority 0 first; equal priorities keep their order (stable sort).
         routes.sort_by_key(|(p, _)| *p);
@@ -305,17 +359,22 @@ fn validate_domain(d: &str) -> Result<(), String> {
     let name = d.strip_prefix("*.").unwrap_or(d);
     let host = match name.rsplit_once(':') {
         Some((h, port)) if !h.contains(']') || h.ends_with(']') => {
-            port.parse::<u16>().map_err(|_| format!("{d:?}: {port:?} is not a port"))?;
+            port.parse::<u16>()
+                .map_err(|_| format!("{d:?}: {port:?} is not a port"))?;
             h
         }
         _ => name,
     };
     let ok = !host.is_empty()
-        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':'));
+        && host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
+        });
     if ok && !host.contains('*') {
         Ok(())
     } else {
-        Err(format!("{d:?} is not a domain: use a name, name:port, \"*.suffix\" or \"*\""))
+        Err(format!(
+            "{d:?} is not a domain: use a name, name:port, \"*.suffix\" or \"*\""
+        ))
     }
 }
 
@@ -336,7 +395,10 @@ fn compile_limits(l: Option<&v1::ListenerLimits>, path: &str) -> Result<Limits, 
         out.header_read_timeout,
     )?;
     if out.max_header_bytes < 1024 {
-        return err(format!("{path}.maxRequestHeaderBytes"), "must be at least 1024");
+        return err(
+            format!("{path}.maxRequestHeaderBytes"),
+            "must be at least 1024",
+        );
     }
     Ok(out)
 }
@@ -348,17 +410,26 @@ fn compile_access_log(
 ) -> Result<AccessLogger, CompileError> {
     use v1::access_log::Format as F;
     if a.path.is_empty() {
-        return err(format!("{path}.path"), "an access log needs a path (\"/dev/stdout\" for standard output)");
+        return err(
+            format!("{path}.path"),
+            "an access log needs a path (\"/dev/stdout\" for standard output)",
+        );
     }
     let format = match &a.format {
         None => Format::text(""),
         Some(F::Text(t)) => Format::text(t),
         Some(F::Json(j)) => {
             if j.fields.is_empty() {
-                return err(format!("{path}.json.fields"), "a JSON access log needs at least one field");
+                return err(
+                    format!("{path}.json.fields"),
+                    "a JSON access log needs at least one field",
+                );
             }
-            let fields: Vec<(String, String)> =
-                j.fields.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
+            let fields: Vec<(String, String)> = j
+                .fields
+                .iter()
+                .map(|kv| (kv.key.clone(), kv.value.clone()))
+                .collect();
             Format::json(&fields)
         }
     }
@@ -369,10 +440,17 @@ fn compile_access_log(
         };
         err(format!("{path}.{field}"), e.to_string())
     })?;
-    let sink = sinks
-        .get_or_open(&a.path)
-        .or_else(|e| err(format!("{path}.path"), format!("cannot open {:?}: {e}", a.path)))?;
-    Ok(AccessLogger { format, sink, path: a.path.clone() })
+    let sink = sinks.get_or_open(&a.path).or_else(|e| {
+        err(
+            format!("{path}.path"),
+            format!("cannot open {:?}: {e}", a.path),
+        )
+    })?;
+    Ok(AccessLogger {
+        format,
+        sink,
+        path: a.path.clone(),
+    })
 }
 
 // === Routes ===
@@ -416,11 +494,19 @@ fn compile_route(
     if let Some(g) = &m.grpc {
         let gpath = format!("{mpath}.grpc");
         if m.path.is_some() {
-            return err(gpath, "a route matches either a path or a gRPC service, not both");
+            return err(
+                gpath,
+                "a route matches either a path or a gRPC service, not both",
+            );
         }
         path_match = match (g.service_name.as_str(), g.method_name.as_str()) {
             ("", "") => PathMatch::Any,
-            ("", _) => return err(format!("{gpath}.methodName"), "methodName requires serviceName"),
+            ("", _) => {
+                return err(
+                    format!("{gpath}.methodName"),
+                    "methodName requires serviceName",
+                );
+            }
             (s, "") => PathMatch::Prefix(format!("/{s}/")),
             (s, meth) => PathMatch::Exact(format!("/{s}/{meth}")),
         };
@@ -430,15 +516,22 @@ fn compile_route(
     }
     let method = match m.method.as_str() {
         "" => None,
-        s => Some(
-            Method::from_bytes(s.as_bytes())
-                .or_else(|_| err(format!("{mpath}.method"), format!("{s:?} is not an HTTP method")))?,
-        ),
+        s => Some(Method::from_bytes(s.as_bytes()).or_else(|_| {
+            err(
+                format!("{mpath}.method"),
+                format!("{s:?} is not an HTTP method"),
+            )
+        })?),
     };
     let scheme = match m.scheme.to_ascii_lowercase().as_str() {
         "" => None,
         s @ ("http" | "https") => Some(s.to_owned()),
-        s => return err(format!("{mpath}.scheme"), format!("{s:?}: scheme must be http or https")),
+        s => {
+            return err(
+                format!("{mpath}.scheme"),
+                format!("{s:?}: scheme must be http or https"),
+            );
+        }
     };
     let query = m
         .query_parameters
@@ -446,24 +539,36 @@ fn compile_route(
         .enumerate()
         .map(|(i, q)| {
             if q.name.is_empty() {
-                return err(format!("{mpath}.queryParameters[{i}].name"), "a query parameter match needs a name");
+                return err(
+                    format!("{mpath}.queryParameters[{i}].name"),
+                    "a query parameter match needs a name",
+                );
             }
             Ok(match &q.r#match {
-                None | Some(query_parameter_match::Match::Present(true)) => {
-                    QueryMatcher { name: q.name.clone(), exact: None, absent: false }
-                }
-                Some(query_parameter_match::Match::Present(false)) => {
-                    QueryMatcher { name: q.name.clone(), exact: None, absent: true }
-                }
-                Some(query_parameter_match::Match::Exact(v)) => {
-                    QueryMatcher { name: q.name.clone(), exact: Some(v.clone()), absent: false }
-                }
+                None | Some(query_parameter_match::Match::Present(true)) => QueryMatcher {
+                    name: q.name.clone(),
+                    exact: None,
+                    absent: false,
+                },
+                Some(query_parameter_match::Match::Present(false)) => QueryMatcher {
+                    name: q.name.clone(),
+                    exact: None,
+                    absent: true,
+                },
+                Some(query_parameter_match::Match::Exact(v)) => QueryMatcher {
+                    name: q.name.clone(),
+                    exact: Some(v.clone()),
+                    absent: false,
+                },
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let port = match m.port {
         0 => None,
-        p => Some(u16::try_from(p).or_else(|_| err(format!("{mpath}.port"), format!("{p} is not a port")))?),
+        p => Some(
+            u16::try_from(p)
+                .or_else(|_| err(format!("{mpath}.port"), format!("{p} is not a port")))?,
+        ),
     };
 
     let apath = format!("{path}.action");
@@ -474,21 +579,35 @@ fn compile_route(
         return not_yet(format!("{apath}.retryPolicy"), "retry policies", 5);
     }
     if a.weighted_targets.is_empty() {
-        return err(format!("{apath}.weightedTargets"), "a route needs at least one weighted target");
+        return err(
+            format!("{apath}.weightedTargets"),
+            "a route needs at least one weighted target",
+        );
     }
     let mut targets = Vec::with_capacity(a.weighted_targets.len());
     for (i, t) in a.weighted_targets.iter().enumerate() {
         let tpath = format!("{apath}.weightedTargets[{i}]");
         if t.weight > 100 {
-            return err(format!("{tpath}.weight"), format!("weight {} is out of range 0..100", t.weight));
+            return err(
+                format!("{tpath}.weight"),
+                format!("weight {} is out of range 0..100", t.weight),
+            );
         }
         let Some(c) = clusters.get(&t.cluster) else {
-            return err(format!("{tpath}.cluster"), format!("no cluster named {:?}", t.cluster));
+            return err(
+                format!("{tpath}.cluster"),
+                format!("no cluster named {:?}", t.cluster),
+            );
         };
         targets.push((Arc::clone(c), t.weight));
     }
     let targets = WeightedTargets::new(targets).map_or_else(
-        || err(format!("{apath}.weightedTargets"), "every target has weight 0: nothing could be picked"),
+        || {
+            err(
+                format!("{apath}.weightedTargets"),
+                "every target has weight 0: nothing could be picked",
+            )
+        },
         Ok,
     )?;
     let route_timeouts = a.timeouts.as_ref();
@@ -512,22 +631,36 @@ fn compile_route(
         scheme,
         query: query.into(),
         port,
-        action: RouteAction { targets, request_timeout, rewrite },
+        action: RouteAction {
+            targets,
+            request_timeout,
+            rewrite,
+        },
         metrics: metrics.route(listener, &r.name),
     })
 }
 
-fn compile_rewrite(rw: &v1::Rewrite, path_match: &PathMatch, path: &str) -> Result<Rewrite, CompileError> {
+fn compile_rewrite(
+    rw: &v1::Rewrite,
+    path_match: &PathMatch,
+    path: &str,
+) -> Result<Rewrite, CompileError> {
     if rw.prefix.is_some() && !matches!(path_match, PathMatch::Prefix(_)) {
-        return err(format!("{path}.prefix"), "a prefix rewrite needs a prefix match");
+        return err(
+            format!("{path}.prefix"),
+            "a prefix rewrite needs a prefix match",
+        );
     }
     if rw.prefix.is_some() && rw.path.is_some() {
-        return err(path, "rewrite either the prefix or the whole path, not both");
+        return err(
+            path,
+            "rewrite either the prefix or the whole path, not both",
+        );
     }
-    if let Some(p) = &rw.path {
-        if !p.starts_with('/') {
-            return err(format!("{path}.path"), "a path must start with '/'");
-        }
+    if let Some(p) = &rw.path
+        && !p.starts_with('/')
+    {
+        return err(format!("{path}.path"), "a path must start with '/'");
     }
     let host = rw
         .host
@@ -537,12 +670,20 @@ fn compile_rewrite(rw: &v1::Rewrite, path_match: &PathMatch, path: &str) -> Resu
                 .or_else(|_| err(format!("{path}.host"), format!("{h:?} is not a valid host")))
         })
         .transpose()?;
-    Ok(Rewrite { prefix: rw.prefix.clone(), path: rw.path.clone(), host })
+    Ok(Rewrite {
+        prefix: rw.prefix.clone(),
+        path: rw.path.clone(),
+        host,
+    })
 }
 
 fn compile_header(h: &v1::HeaderMatch, path: &str) -> Result<HeaderMatcher, CompileError> {
-    let name = HeaderName::from_bytes(h.name.to_ascii_lowercase().as_bytes())
-        .or_else(|_| err(format!("{path}.name"), format!("{:?} is not a header name", h.name)))?;
+    let name = HeaderName::from_bytes(h.name.to_ascii_lowercase().as_bytes()).or_else(|_| {
+        err(
+            format!("{path}.name"),
+            format!("{:?} is not a header name", h.name),
+        )
+    })?;
     use header_match::Match as M;
     let rule = match &h.r#match {
         None => StringMatch::Present(true),
@@ -555,11 +696,18 @@ fn compile_header(h: &v1::HeaderMatch, path: &str) -> Result<HeaderMatcher, Comp
         ),
         Some(M::Range(r)) => {
             if r.start >= r.end {
-                return err(format!("{path}.range"), "range start must be below end (the end is excluded)");
+                return err(
+                    format!("{path}.range"),
+                    "range start must be below end (the end is excluded)",
+                );
             }
             StringMatch::Range(r.start, r.end)
         }
         Some(M::Present(p)) => StringMatch::Present(*p),
     };
-    Ok(HeaderMatcher { name, rule, invert: h.invert })
+    Ok(HeaderMatcher {
+        name,
+        rule,
+        invert: h.invert,
+    })
 }
