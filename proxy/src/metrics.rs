@@ -223,6 +223,11 @@ impl Metrics {
         }
     }
 
+    /// The registry, for modules that register families of their own (e.g. DNS discovery).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut buf = Vec::new();
