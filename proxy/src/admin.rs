@@ -193,20 +193,24 @@ fn clusters(proxy: &Proxy) -> serde_json::Value {
         .into_iter()
         .filter_map(|n| table.clusters.get(n))
         .map(|c| {
+            let source = c.endpoint_source();
             let endpoints: Vec<serde_json::Value> = c
                 .endpoints()
                 .iter()
                 .map(|e| {
                     json!({
                         "address": e.addr.to_string(),
-                        "source": "static",
+                        "source": source,
                         "health": "HEALTHY",
                         "active_requests": e.active_requests(),
                         "idle_connections": e.idle_connections(),
                     })
                 })
                 .collect();
-            json!({ "name": c.name, "endpoints": endpoints })
+            let discovery = c
+                .dns()
+                .map_or_else(|| json!({ "type": "static" }), |d| d.status_json());
+            json!({ "name": c.name, "discovery": discovery, "endpoints": endpoints })
         })
         .collect();
     json!(list)

@@ -30,8 +30,10 @@ impl ResponseFlags {
     pub const DOWNSTREAM_PROTOCOL_ERROR: ResponseFlags = ResponseFlags(1 << 9);
     /// UPE: the upstream response had a protocol error.
     pub const UPSTREAM_PROTOCOL_ERROR: ResponseFlags = ResponseFlags(1 << 10);
+    /// SI: the stream idle timeout was reached.
+    pub const STREAM_IDLE_TIMEOUT: ResponseFlags = ResponseFlags(1 << 11);
 
-    const CODES: [(ResponseFlags, &'static str); 11] = [
+    const CODES: [(ResponseFlags, &'static str); 12] = [
         (Self::NO_ROUTE, "NR"),
         (Self::NO_HEALTHY_UPSTREAM, "UH"),
         (Self::UPSTREAM_CONNECT_FAILURE, "UF"),
@@ -43,6 +45,7 @@ impl ResponseFlags {
         (Self::UPSTREAM_REMOTE_RESET, "UR"),
         (Self::DOWNSTREAM_PROTOCOL_ERROR, "DPE"),
         (Self::UPSTREAM_PROTOCOL_ERROR, "UPE"),
+        (Self::STREAM_IDLE_TIMEOUT, "SI"),
     ];
 
     pub fn is_empty(self) -> bool {

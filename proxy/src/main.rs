@@ -46,6 +46,10 @@ struct RunArgs {
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     #[arg(long, env = "FERRY_DRAIN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
+    /// DNS servers for DNS-discovered clusters, "ip[:port]" comma-separated (port 53 when omitted).
+    /// Wins over the table's dns.servers; default: the system's /etc/resolv.conf.
+    #[arg(long, env = "FERRY_DNS_RESOLVER", value_delimiter = ',', value_parser = dns_server, value_name = "ADDR[,ADDR]")]
+    dns_resolver: Vec<SocketAddr>,
     /// Check the config file (parse, validate, compile) and exit.
     #[arg(long)]
     validate: bool,
@@ -65,6 +69,10 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9901")]
         admin_addr: SocketAddr,
     },
+}
+
+fn dns_server(s: &str) -> Result<SocketAddr, String> {
+    ferry_proxy::discovery::settings::parse_server(s)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -111,7 +119,7 @@ async fn run(args: RunArgs, set_level: admin::SetLogLevel) -> anyhow::Result<()>
     let Some(config_path) = args.config.clone() else {
         bail!("--config FILE is required (or try `ferry-proxy demo`)");
     };
-    let proxy = Arc::new(Proxy::new());
+    let proxy = Arc::new(Proxy::with_dns_servers(args.dns_resolver.clone()));
     let version = match config::apply_file(&proxy, &config_path).await {
         Ok(v) => v,
         Err(e) => bail!("invalid configuration: {e}"),

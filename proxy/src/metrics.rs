@@ -42,6 +42,14 @@ pub struct Metrics {
     upstream_cx_connect_fail: IntCounterVec,
     upstream_no_healthy: IntCounterVec,
     cluster_endpoints: IntGaugeVec,
+    cluster_endpoints_healthy: IntGaugeVec,
+    cluster_endpoints_ejected: IntGaugeVec,
+    upstream_retries: IntCounterVec,
+    upstream_retry_success: IntCounterVec,
+    upstream_retry_overflow: IntCounterVec,
+    upstream_per_try_timeouts: IntCounterVec,
+    upstream_overflow: IntCounterVec,
+    outlier_ejections: IntCounterVec,
     access_log_dropped: IntCounterVec,
     pub config_swaps: IntCounter,
     pub config_rejected: IntCounter,
@@ -202,6 +210,54 @@ impl Metrics {
                 "Endpoints currently known in each cluster",
                 &["cluster"],
             ),
+            cluster_endpoints_healthy: gauge_vec(
+                &r,
+                "ferry_cluster_endpoints_healthy",
+                "Endpoints that are healthy and not ejected (refreshed at scrape time)",
+                &["cluster"],
+            ),
+            cluster_endpoints_ejected: gauge_vec(
+                &r,
+                "ferry_cluster_endpoints_ejected",
+                "Endpoints ejected by outlier detection right now (refreshed at scrape time)",
+                &["cluster"],
+            ),
+            upstream_retries: counter_vec(
+                &r,
+                "ferry_http_upstream_retries_total",
+                "Retries sent",
+                &["cluster"],
+            ),
+            upstream_retry_success: counter_vec(
+                &r,
+                "ferry_http_upstream_retry_success_total",
+                "Requests that succeeded after at least one retry",
+                &["cluster"],
+            ),
+            upstream_retry_overflow: counter_vec(
+                &r,
+                "ferry_http_upstream_retry_overflow_total",
+                "Retries not sent because the retry budget was spent",
+                &["cluster"],
+            ),
+            upstream_per_try_timeouts: counter_vec(
+                &r,
+                "ferry_http_upstream_per_try_timeouts_total",
+                "Tries that hit the per-try timeout",
+                &["cluster"],
+            ),
+            upstream_overflow: counter_vec(
+                &r,
+                "ferry_upstream_overflow_total",
+                "Requests answered 503 at once by a circuit breaker (kind: pending = no free connection and the queue was full, requests = max_requests)",
+                &["cluster", "kind"],
+            ),
+            outlier_ejections: counter_vec(
+                &r,
+                "ferry_outlier_ejections_total",
+                "Endpoints ejected by outlier detection",
+                &["cluster"],
+            ),
             access_log_dropped: counter_vec(
                 &r,
                 "ferry_access_log_dropped_total",
@@ -271,6 +327,15 @@ impl Metrics {
             cx_connect_fail: self.upstream_cx_connect_fail.with_label_values(&[cluster]),
             no_healthy: self.upstream_no_healthy.with_label_values(&[cluster]),
             endpoints: self.cluster_endpoints.with_label_values(&[cluster]),
+            healthy: self.cluster_endpoints_healthy.with_label_values(&[cluster]),
+            ejected: self.cluster_endpoints_ejected.with_label_values(&[cluster]),
+            retries: self.upstream_retries.with_label_values(&[cluster]),
+            retry_success: self.upstream_retry_success.with_label_values(&[cluster]),
+            retry_overflow: self.upstream_retry_overflow.with_label_values(&[cluster]),
+            per_try_timeouts: self.upstream_per_try_timeouts.with_label_values(&[cluster]),
+            overflow_pending: self.upstream_overflow.with_label_values(&[cluster, "pending"]),
+            overflow_requests: self.upstream_overflow.with_label_values(&[cluster, "requests"]),
+            ejections: self.outlier_ejections.with_label_values(&[cluster]),
         }
     }
 
@@ -297,9 +362,19 @@ impl Metrics {
             &self.upstream_cx_total,
             &self.upstream_cx_connect_fail,
             &self.upstream_no_healthy,
+            &self.upstream_retries,
+            &self.upstream_retry_success,
+            &self.upstream_retry_overflow,
+            &self.upstream_per_try_timeouts,
+            &self.outlier_ejections,
         ] {
             let _ = v.remove_label_values(&[cluster]);
         }
+        for kind in ["pending", "requests"] {
+            let _ = self.upstream_overflow.remove_label_values(&[cluster, kind]);
+        }
+        let _ = self.cluster_endpoints_healthy.remove_label_values(&[cluster]);
+        let _ = self.cluster_endpoints_ejected.remove_label_values(&[cluster]);
         let _ = self.upstream_rq_time.remove_label_values(&[cluster]);
         let _ = self.upstream_cx_active.remove_label_values(&[cluster]);
         let _ = self.cluster_endpoints.remove_label_values(&[cluster]);
@@ -337,6 +412,15 @@ pub struct ClusterMetrics {
     pub cx_connect_fail: IntCounter,
     pub no_healthy: IntCounter,
     pub endpoints: IntGauge,
+    pub healthy: IntGauge,
+    pub ejected: IntGauge,
+    pub retries: IntCounter,
+    pub retry_success: IntCounter,
+    pub retry_overflow: IntCounter,
+    pub per_try_timeouts: IntCounter,
+    pub overflow_pending: IntCounter,
+    pub overflow_requests: IntCounter,
+    pub ejections: IntCounter,
 }
 
 impl ClusterMetrics {

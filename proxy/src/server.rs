@@ -17,9 +17,10 @@ use tokio::sync::{Mutex, Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::access_log::SinkRegistry;
+use crate::discovery::Discovery;
 use crate::http::{ListenerCtx, serve_connection};
 use crate::metrics::Metrics;
-use crate::table::{CompileError, RuntimeTable, compile};
+use crate::table::{CompileError, RuntimeTable, compile_with};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -71,6 +72,8 @@ struct ControlState {
 
 pub struct Proxy {
     pub metrics: Arc<Metrics>,
+    /// DNS resolution loops of the DNS clusters.
+    pub discovery: Discovery,
     current: ArcSwapOption<RuntimeTable>,
     control: Mutex<ControlState>,
     started: Instant,
@@ -94,9 +97,16 @@ impl Default for Proxy {
 
 impl Proxy {
     pub fn new() -> Proxy {
+        Self::with_dns_servers(Vec::new())
+    }
+
+    /// A proxy whose DNS clusters ask `dns_servers` (`--dns-resolver`; they win over a table's
+    /// `dns.servers`); empty: the table's servers, else the system's /etc/resolv.conf.
+    pub fn with_dns_servers(dns_servers: Vec<SocketAddr>) -> Proxy {
         let metrics = Arc::new(Metrics::new());
         metrics.live.set(1);
         Proxy {
+            discovery: Discovery::new(metrics.registry(), dns_servers),
             metrics,
             current: ArcSwapOption::empty(),
             control: Mutex::new(ControlState::default()),
@@ -128,11 +138,12 @@ impl Proxy {
     pub async fn apply(&self, source: v1::RoutingTable) -> Result<String, ApplyError> {
         let mut control = self.control.lock().await;
         let previous = self.current.load_full();
-        let table = compile(
+        let table = compile_with(
             source,
             previous.as_deref(),
             &self.metrics,
             &mut control.sinks,
+            Some(&self.discovery),
         )?;
 
         // Bind every new socket first, so a port in use rejects the whole table.
@@ -199,6 +210,9 @@ impl Proxy {
         control.retired.retain(|t| !t.is_finished());
 
         self.forget_metrics(previous.as_deref(), &table);
+        if let Some(dns) = &table.dns {
+            self.discovery.commit(dns);
+        }
         let version = table.version.clone();
         self.current.store(Some(Arc::new(table)));
         self.metrics.config_swaps.inc();
@@ -292,8 +306,9 @@ impl Proxy {
         self.shutdown.notified().await;
     }
 
-    /// Access-log sink metrics, refreshed at scrape time.
+    /// Access-log sink and DNS metrics, refreshed at scrape time.
     pub async fn refresh_gauges(&self) {
+        self.discovery.refresh_gauges();
         self.metrics
             .uptime
             .set(i64::try_from(self.uptime().as_secs()).unwrap_or(i64::MAX));

@@ -7,10 +7,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step should fail loudly
 
 pub mod client;
+pub mod dns;
 pub mod proxy;
 pub mod upstream;
 
 pub use client::{Client, Reply};
+pub use dns::DnsServer;
 pub use proxy::ProxyProcess;
 pub use upstream::{Upstream, UpstreamProtocol, WsEchoUpstream};
 

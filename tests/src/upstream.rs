@@ -4,7 +4,7 @@
 //! answers with that status.
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -46,6 +46,34 @@ impl Upstream {
     pub async fn start_on(addr: SocketAddr, name: &str, protocol: UpstreamProtocol) -> Upstream {
         let listener = TcpListener::bind(addr).await.expect("bind upstream");
         Self::serve(listener, name, protocol)
+    }
+
+    /// Starts one upstream per `(name, ip)`, all on the same port (a DNS cluster has one port for
+    /// every address its name resolves to). Any loopback address works: 127.0.0.0/8, or ::1.
+    pub async fn start_group(members: &[(&str, IpAddr)], protocol: UpstreamProtocol) -> Vec<Upstream> {
+        'attempt: for _ in 0..50 {
+            let Some((_, first_ip)) = members.first() else {
+                return Vec::new();
+            };
+            let first = TcpListener::bind(SocketAddr::new(*first_ip, 0))
+                .await
+                .expect("bind upstream");
+            let port = first.local_addr().expect("local addr").port();
+            let mut listeners = vec![first];
+            for (_, ip) in &members[1..] {
+                match TcpListener::bind(SocketAddr::new(*ip, port)).await {
+                    Ok(l) => listeners.push(l),
+                    // Taken on that address by someone else: try another port.
+                    Err(_) => continue 'attempt,
+                }
+            }
+            return listeners
+                .into_iter()
+                .zip(members)
+                .map(|(l, (name, _))| Self::serve(l, name, protocol))
+                .collect();
+        }
+        panic!("no port free on all of {members:?}");
     }
 
     fn serve(listener: TcpListener, name: &str, protocol: UpstreamProtocol) -> Upstream {

@@ -9,12 +9,18 @@ use crossbeam_queue::SegQueue;
 use hyper::client::conn::{http1, http2};
 
 use crate::http::RequestBody;
+use crate::resilience::health::HealthState;
+use crate::resilience::outlier::OutlierState;
 
 /// Idle HTTP/1.1 connections kept per endpoint beyond which a finished one is closed.
 const MAX_IDLE_PER_ENDPOINT: usize = 1024;
 
 pub struct Endpoint {
     pub addr: SocketAddr,
+    /// Active health-check verdict (healthy until a checker says otherwise).
+    pub health: HealthState,
+    /// Outlier-detection state: consecutive errors and ejection.
+    pub outlier: OutlierState,
     active: AtomicU32,
     /// Idle HTTP/1.1 connections (lock-free queue: the request path takes no lock).
     idle: SegQueue<IdleConn>,
@@ -34,6 +40,8 @@ impl Endpoint {
     pub fn new(addr: SocketAddr) -> Endpoint {
         Endpoint {
             addr,
+            health: HealthState::default(),
+            outlier: OutlierState::default(),
             active: AtomicU32::new(0),
             idle: SegQueue::new(),
             idle_count: AtomicUsize::new(0),

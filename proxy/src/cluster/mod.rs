@@ -4,6 +4,7 @@
 //! same `Arc<Cluster>` is reused, so its pools, counters and (later) health state carry over.
 mod endpoint;
 mod pool;
+mod source;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +18,11 @@ pub use endpoint::{ActiveRequest, Endpoint};
 pub use pool::{PooledConn, UpstreamError, send};
 
 use crate::metrics::ClusterMetrics;
+use crate::resilience::health::HealthPolicy;
+use crate::resilience::limits::CircuitBreakers;
+use crate::resilience::now_ms;
+use crate::resilience::outlier::OutlierPolicy;
+use crate::resilience::retry::RetryBudget;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UpstreamProtocol {
@@ -32,6 +38,18 @@ pub enum LbPolicy {
     LeastRequest,
 }
 
+/// How a cluster talks to and protects its endpoints (everything but the endpoints themselves).
+pub struct ClusterSettings {
+    pub protocol: UpstreamProtocol,
+    pub lb: LbPolicy,
+    pub connect_timeout: Option<Duration>,
+    /// Pooled connections idle longer than this are not reused.
+    pub idle_timeout: Duration,
+    pub outlier: Option<OutlierPolicy>,
+    pub health: Option<HealthPolicy>,
+    pub breakers: Option<CircuitBreakers>,
+}
+
 pub struct Cluster {
     pub name: String,
     /// The definition this cluster was built from; an identical definition in a new table reuses
@@ -40,32 +58,35 @@ pub struct Cluster {
     pub protocol: UpstreamProtocol,
     pub lb: LbPolicy,
     pub connect_timeout: Option<Duration>,
-    /// Pooled connections idle longer than this are not reused.
     pub idle_timeout: Duration,
+    pub outlier: Option<OutlierPolicy>,
+    pub health: Option<HealthPolicy>,
+    pub breakers: Option<CircuitBreakers>,
+    pub retry_budget: RetryBudget,
     pub metrics: ClusterMetrics,
     next: AtomicUsize,
     endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
+    /// The DNS name whose addresses are the endpoints (see `source.rs`); unset: static endpoints.
+    dns: std::sync::OnceLock<crate::discovery::Subscription>,
 }
 
 impl Cluster {
-    pub fn new(
-        definition: v1::Cluster,
-        protocol: UpstreamProtocol,
-        lb: LbPolicy,
-        connect_timeout: Option<Duration>,
-        idle_timeout: Duration,
-        metrics: ClusterMetrics,
-    ) -> Cluster {
+    pub fn new(definition: v1::Cluster, settings: ClusterSettings, metrics: ClusterMetrics) -> Cluster {
         Cluster {
             name: definition.name.clone(),
             definition,
-            protocol,
-            lb,
-            connect_timeout,
-            idle_timeout,
+            protocol: settings.protocol,
+            lb: settings.lb,
+            connect_timeout: settings.connect_timeout,
+            idle_timeout: settings.idle_timeout,
+            outlier: settings.outlier,
+            health: settings.health,
+            breakers: settings.breakers,
+            retry_budget: RetryBudget::default(),
             metrics,
             next: AtomicUsize::new(0),
             endpoints: ArcSwap::from_pointee(Vec::new()),
+            dns: std::sync::OnceLock::new(),
         }
     }
 
@@ -97,26 +118,86 @@ impl Cluster {
 
     /// Picks the endpoint for one request, or `None` when the cluster has none.
     pub fn pick(&self) -> Option<Arc<Endpoint>> {
+        self.pick_excluding(&[])
+    }
+
+    /// Picks an endpoint, avoiding those in `exclude` (tried already by this request), unhealthy
+    /// and ejected ones. When every endpoint is unusable, any endpoint not yet tried is used
+    /// (Envoy's panic mode: better a doubtful endpoint than a certain 503).
+    pub fn pick_excluding(&self, exclude: &[Arc<Endpoint>]) -> Option<Arc<Endpoint>> {
         let eps = self.endpoints.load();
         let n = eps.len();
-        let i = match n {
-            0 => return None,
-            1 => 0,
-            _ => match self.lb {
-                LbPolicy::RoundRobin => self.next.fetch_add(1, Ordering::Relaxed) % n,
-                LbPolicy::LeastRequest => {
-                    let a = fastrand::usize(..n);
-                    // A second, distinct index: shift by 1..n.
-                    let b = (a + 1 + fastrand::usize(..n - 1)) % n;
-                    if eps[b].active_requests() < eps[a].active_requests() {
-                        b
-                    } else {
-                        a
-                    }
-                }
-            },
-        };
-        Some(Arc::clone(&eps[i]))
+        if n == 0 {
+            return None;
+        }
+        if self.outlier.is_none() && self.health.is_none() && exclude.is_empty() {
+            return Some(Arc::clone(&eps[self.choose(&eps)]));
+        }
+        let now = now_ms();
+        let tried = |e: &Arc<Endpoint>| exclude.iter().any(|x| Arc::ptr_eq(x, e));
+        let usable = |e: &Arc<Endpoint>| e.health.is_healthy() && !e.outlier.is_ejected(now) && !tried(e);
+        // The balancer's own choice first, a few times; then a scan.
+        for _ in 0..3 {
+            let e = &eps[self.choose(&eps)];
+            if usable(e) {
+                return Some(Arc::clone(e));
+            }
+        }
+        let start = fastrand::usize(..n);
+        let ring = || (0..n).map(|i| &eps[(start + i) % n]);
+        let chosen = ring().find(|e| usable(e)).or_else(|| ring().find(|e| !tried(e))).unwrap_or(&eps[start]);
+        Some(Arc::clone(chosen))
+    }
+
+    /// The balancer's choice among all `eps` (non-empty).
+    fn choose(&self, eps: &[Arc<Endpoint>]) -> usize {
+        let n = eps.len();
+        if n == 1 {
+            return 0;
+        }
+        match self.lb {
+            LbPolicy::RoundRobin => self.next.fetch_add(1, Ordering::Relaxed) % n,
+            LbPolicy::LeastRequest => {
+                let a = fastrand::usize(..n);
+                // A second, distinct index: shift by 1..n.
+                let b = (a + 1 + fastrand::usize(..n - 1)) % n;
+                if eps[b].active_requests() < eps[a].active_requests() { b } else { a }
+            }
+        }
+    }
+
+    /// Feeds one outcome to outlier detection: `failed` for a 5xx, connect failure or reset.
+    pub fn report(&self, ep: &Endpoint, failed: bool) {
+        let Some(policy) = &self.outlier else { return };
+        if !failed {
+            ep.outlier.success();
+            return;
+        }
+        if !ep.outlier.error(policy) {
+            return;
+        }
+        let eps = self.endpoints.load();
+        let now = now_ms();
+        if ep.outlier.is_ejected(now) {
+            return;
+        }
+        let ejected = eps.iter().filter(|e| e.outlier.is_ejected(now)).count();
+        // At least one endpoint may always be ejected, as in Envoy.
+        let within = ejected == 0 || (ejected + 1) * 100 <= policy.max_ejection_percent as usize * eps.len();
+        if within {
+            let length = ep.outlier.eject(policy);
+            self.metrics.ejections.inc();
+            tracing::warn!(cluster = %self.name, endpoint = %ep.addr, ?length, "endpoint ejected after {} consecutive errors", policy.max_server_errors);
+        }
+    }
+
+    /// (healthy, ejected) endpoint counts, for metrics and /clusters.
+    pub fn membership(&self) -> (usize, usize) {
+        let eps = self.endpoints.load();
+        let now = now_ms();
+        let healthy = eps.iter().filter(|e| e.health.is_healthy() && !e.outlier.is_ejected(now)).count();
+        let ejected = eps.iter().filter(|e| e.outlier.is_ejected(now)).count();
+        (healthy, ejected)
     }
 }
 
@@ -127,17 +208,16 @@ mod tests {
 
     fn cluster(lb: LbPolicy, n: u16) -> Cluster {
         let m = Metrics::new();
-        let c = Cluster::new(
-            v1::Cluster {
-                name: "c".into(),
-                ..Default::default()
-            },
-            UpstreamProtocol::Http1,
+        let settings = ClusterSettings {
+            protocol: UpstreamProtocol::Http1,
             lb,
-            None,
-            Duration::from_secs(60),
-            m.cluster("c"),
-        );
+            connect_timeout: None,
+            idle_timeout: Duration::from_secs(60),
+            outlier: None,
+            health: None,
+            breakers: None,
+        };
+        let c = Cluster::new(v1::Cluster { name: "c".into(), ..Default::default() }, settings, m.cluster("c"));
         let addrs: Vec<SocketAddr> = (0..n)
             .map(|i| SocketAddr::from(([127, 0, 0, 1], 9000 + i)))
             .collect();

@@ -1,6 +1,6 @@
 //! Body types of the request path. The response body carries the request's [`Completion`]: when
 //! the last byte is sent (or the client goes away) it returns the upstream connection to its pool,
-//! records the duration and writes the access-log line — all off the critical path of the bytes.
+//! releases circuit-breaker permits, records the duration and writes the access-log line.
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,18 +12,57 @@ use bytes::Bytes;
 use http::{HeaderMap, Method};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::time::Sleep;
 
+use super::conn::InFlight;
 use crate::access_log::LogRecord;
 use crate::cluster::{ActiveRequest, Cluster, PooledConn};
 use crate::flags::ResponseFlags;
+use crate::resilience::limits::Permits;
 use crate::table::ListenerTable;
 
+/// The error type of the bodies the proxy sends.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A body read whole into memory (with its trailers), which can be sent again.
+#[derive(Clone, Debug, Default)]
+pub struct Buffered {
+    pub data: Bytes,
+    pub trailers: Option<HeaderMap>,
+}
+
 /// The body sent upstream.
-pub enum RequestBody {
-    Incoming(Incoming),
-    /// Counts bytes for the access log's BYTES_RECEIVED.
-    Counted(Incoming, Arc<AtomicU64>),
+pub struct RequestBody {
+    kind: RequestKind,
+    /// Counts bytes read from the client for the access log's BYTES_RECEIVED.
+    counter: Option<Arc<AtomicU64>>,
+}
+
+enum RequestKind {
     Empty,
+    Stream(Incoming),
+    Buffered(Option<Bytes>, Option<HeaderMap>),
+    /// The part already read, then the rest of the stream (too large to replay).
+    Prefixed(Option<Bytes>, Incoming),
+}
+
+impl RequestBody {
+    pub fn empty() -> RequestBody {
+        RequestBody { kind: RequestKind::Empty, counter: None }
+    }
+
+    pub fn stream(body: Incoming, counter: Option<Arc<AtomicU64>>) -> RequestBody {
+        RequestBody { kind: RequestKind::Stream(body), counter }
+    }
+
+    pub fn buffered(b: &Buffered) -> RequestBody {
+        let data = (!b.data.is_empty()).then(|| b.data.clone());
+        RequestBody { kind: RequestKind::Buffered(data, b.trailers.clone()), counter: None }
+    }
+
+    pub fn prefixed(prefix: Bytes, rest: Incoming, counter: Option<Arc<AtomicU64>>) -> RequestBody {
+        RequestBody { kind: RequestKind::Prefixed(Some(prefix), rest), counter }
+    }
 }
 
 impl Body for RequestBody {
@@ -34,32 +73,56 @@ impl Body for RequestBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            RequestBody::Incoming(b) => Pin::new(b).poll_frame(cx),
-            RequestBody::Counted(b, n) => {
-                let frame = ready!(Pin::new(b).poll_frame(cx));
-                if let Some(Ok(f)) = &frame
-                    && let Some(d) = f.data_ref()
-                {
-                    n.fetch_add(d.len() as u64, Ordering::Relaxed);
+        let this = self.get_mut();
+        let stream = match &mut this.kind {
+            RequestKind::Empty => return Poll::Ready(None),
+            RequestKind::Buffered(data, trailers) => {
+                if let Some(d) = data.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(d))));
                 }
-                Poll::Ready(frame)
+                return Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))));
             }
-            RequestBody::Empty => Poll::Ready(None),
+            RequestKind::Prefixed(prefix, rest) => {
+                if let Some(p) = prefix.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(p))));
+                }
+                rest
+            }
+            RequestKind::Stream(b) => b,
+        };
+        let frame = ready!(Pin::new(stream).poll_frame(cx));
+        if let (Some(Ok(f)), Some(n)) = (&frame, &this.counter)
+            && let Some(d) = f.data_ref()
+        {
+            n.fetch_add(d.len() as u64, Ordering::Relaxed);
         }
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            RequestBody::Incoming(b) | RequestBody::Counted(b, _) => b.is_end_stream(),
-            RequestBody::Empty => true,
+        match &self.kind {
+            RequestKind::Empty => true,
+            RequestKind::Stream(b) => b.is_end_stream(),
+            RequestKind::Buffered(d, t) => d.is_none() && t.is_none(),
+            RequestKind::Prefixed(p, rest) => p.is_none() && rest.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            RequestBody::Incoming(b) | RequestBody::Counted(b, _) => b.size_hint(),
-            RequestBody::Empty => SizeHint::with_exact(0),
+        match &self.kind {
+            RequestKind::Empty => SizeHint::with_exact(0),
+            RequestKind::Stream(b) => b.size_hint(),
+            RequestKind::Buffered(d, _) => SizeHint::with_exact(d.as_ref().map_or(0, |d| d.len() as u64)),
+            RequestKind::Prefixed(p, rest) => {
+                let extra = p.as_ref().map_or(0, |p| p.len() as u64);
+                let h = rest.size_hint();
+                let mut out = SizeHint::new();
+                out.set_lower(h.lower() + extra);
+                if let Some(u) = h.upper() {
+                    out.set_upper(u + extra);
+                }
+                out
+            }
         }
     }
 }
@@ -89,10 +152,13 @@ pub struct Completion {
     pub cluster: Option<Arc<Cluster>>,
     pub active: Option<ActiveRequest>,
     pub pooled: Option<PooledConn>,
+    pub permits: Option<Permits>,
     pub status: Option<u16>,
     pub flags: ResponseFlags,
     pub bytes_sent: u64,
     pub log: Option<Box<LogContext>>,
+    /// Marks the client connection busy until the response ends (for its idle timeout).
+    pub in_flight: Option<InFlight>,
 }
 
 impl Completion {
@@ -104,10 +170,12 @@ impl Completion {
             cluster: None,
             active: None,
             pooled: None,
+            permits: None,
             status: None,
             flags: ResponseFlags::NONE,
             bytes_sent: 0,
             log,
+            in_flight: None,
         }
     }
 
@@ -117,10 +185,7 @@ impl Completion {
             p.release();
         }
         let elapsed = self.start.elapsed();
-        self.listener
-            .metrics
-            .duration
-            .observe(elapsed.as_secs_f64());
+        self.listener.metrics.duration.observe(elapsed.as_secs_f64());
         let (Some(log), Some(logger)) = (self.log.take(), self.listener.access_log.as_ref()) else {
             return;
         };
@@ -155,32 +220,50 @@ impl Completion {
     }
 }
 
+/// A response body from upstream: streamed, or (when a gRPC status had to be read from its
+/// trailers before deciding on a retry) already read whole, or read in part.
+pub enum UpstreamBody {
+    Stream(Incoming),
+    Buffered(Buffered),
+    Prefixed(Bytes, Incoming),
+}
+
 enum Inner {
     Upstream(Incoming),
-    Local(Option<Bytes>),
+    /// Data and trailers to send before (or instead of) the rest of the upstream stream.
+    Ready(Option<Bytes>, Option<HeaderMap>, Option<Incoming>),
 }
+
+/// The stream idle timeout is reached: nothing moved for this long.
+#[derive(Debug, thiserror::Error)]
+#[error("no response bytes for {0:?} (stream idle timeout)")]
+pub struct StreamIdle(Duration);
 
 /// The body sent to the client.
 pub struct ResponseBody {
     inner: Inner,
     completion: Option<Completion>,
+    /// Stream idle timeout, armed only while the upstream keeps us waiting.
+    idle: Option<Duration>,
+    idle_timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl ResponseBody {
-    pub fn upstream(body: Incoming, completion: Completion) -> Self {
-        ResponseBody {
-            inner: Inner::Upstream(body),
-            completion: Some(completion),
-        }
+    pub fn upstream(body: UpstreamBody, completion: Completion, idle: Option<Duration>) -> Self {
+        let inner = match body {
+            UpstreamBody::Stream(b) => Inner::Upstream(b),
+            UpstreamBody::Buffered(b) => {
+                Inner::Ready((!b.data.is_empty()).then_some(b.data), b.trailers, None)
+            }
+            UpstreamBody::Prefixed(p, rest) => Inner::Ready(Some(p), None, Some(rest)),
+        };
+        ResponseBody { inner, completion: Some(completion), idle, idle_timer: None }
     }
 
     /// A response made by the proxy itself.
     pub fn local(body: Bytes, completion: Option<Completion>) -> Self {
         let body = (!body.is_empty()).then_some(body);
-        ResponseBody {
-            inner: Inner::Local(body),
-            completion,
-        }
+        ResponseBody { inner: Inner::Ready(body, None, None), completion, idle: None, idle_timer: None }
     }
 
     fn end(&mut self, complete: bool) {
@@ -188,20 +271,51 @@ impl ResponseBody {
             c.finish(complete);
         }
     }
+
+    fn flag(&mut self, f: ResponseFlags) {
+        if let Some(c) = self.completion.as_mut() {
+            c.flags.insert(f);
+        }
+    }
+
+    /// Polls the upstream stream, applying the stream idle timeout while it keeps us waiting.
+    fn poll_upstream(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let stream = match &mut self.inner {
+            Inner::Upstream(b) => b,
+            Inner::Ready(_, _, Some(b)) => b,
+            Inner::Ready(_, _, None) => return Poll::Ready(None),
+        };
+        match Pin::new(stream).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                if let (Some(d), Some(t)) = (self.idle, self.idle_timer.as_mut()) {
+                    t.as_mut().reset(tokio::time::Instant::now() + d);
+                }
+                Poll::Ready(frame.map(|f| f.map_err(BoxError::from)))
+            }
+            Poll::Pending => {
+                let Some(d) = self.idle else { return Poll::Pending };
+                let timer = self.idle_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(d)));
+                ready!(timer.as_mut().poll(cx));
+                self.flag(ResponseFlags::STREAM_IDLE_TIMEOUT);
+                Poll::Ready(Some(Err(Box::new(StreamIdle(d)))))
+            }
+        }
+    }
 }
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let frame = match &mut this.inner {
-            Inner::Upstream(b) => ready!(Pin::new(b).poll_frame(cx)),
-            Inner::Local(b) => b.take().map(|d| Ok(Frame::data(d))),
+            Inner::Ready(data @ Some(_), _, _) => data.take().map(|d| Ok(Frame::data(d))),
+            Inner::Ready(None, trailers @ Some(_), _) => trailers.take().map(|t| Ok(Frame::trailers(t))),
+            _ => ready!(this.poll_upstream(cx)),
         };
         match &frame {
             Some(Ok(f)) => {
@@ -210,10 +324,7 @@ impl Body for ResponseBody {
                 }
             }
             Some(Err(_)) => {
-                if let Some(c) = this.completion.as_mut() {
-                    c.flags
-                        .insert(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
-                }
+                this.flag(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
                 this.end(false);
             }
             None => this.end(true),
@@ -224,14 +335,15 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.inner {
             Inner::Upstream(b) => b.is_end_stream(),
-            Inner::Local(b) => b.is_none(),
+            Inner::Ready(d, t, rest) => d.is_none() && t.is_none() && rest.as_ref().is_none_or(|r| r.is_end_stream()),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
             Inner::Upstream(b) => b.size_hint(),
-            Inner::Local(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Inner::Ready(d, _, None) => SizeHint::with_exact(d.as_ref().map_or(0, |b| b.len() as u64)),
+            Inner::Ready(..) => SizeHint::default(),
         }
     }
 }
@@ -243,9 +355,8 @@ impl Drop for ResponseBody {
         }
         // A body that was already complete (empty, HEAD, 204) may be dropped without being polled.
         let complete = self.is_end_stream();
-        if !complete && let Some(c) = self.completion.as_mut() {
-            c.flags
-                .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+        if !complete {
+            self.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
         }
         self.end(complete);
     }

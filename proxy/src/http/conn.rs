@@ -12,7 +12,10 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpStream;
 
+use super::activity::{ConnActivity, Tracked};
 use crate::table::ListenerTable;
+
+pub use super::activity::InFlight;
 
 /// A running listener's shared state; its table is swapped in place on every new routing table.
 pub struct ListenerCtx {
@@ -39,8 +42,10 @@ impl ListenerCtx {
 }
 
 /// What a request knows of its connection.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ConnInfo {
+    /// Requests in flight and bytes moving, for the connection's idle timeout.
+    pub activity: Arc<ConnActivity>,
     pub remote: SocketAddr,
     pub local: SocketAddr,
     /// The destination port used for route port matches.
@@ -79,7 +84,9 @@ pub fn serve_connection(
     table.metrics.cx_active.inc();
     let guard = ConnGuard(Arc::clone(ctx));
     let _ = stream.set_nodelay(true);
+    let activity = Arc::new(ConnActivity::default());
     let info = ConnInfo {
+        activity: Arc::clone(&activity),
         remote,
         local: stream.local_addr().unwrap_or(ctx.local_addr),
         port: ctx.local_addr.port(),
@@ -102,15 +109,27 @@ pub fn serve_connection(
     let svc_ctx = Arc::clone(ctx);
     let service = service_fn(move |req| {
         let ctx = Arc::clone(&svc_ctx);
+        let info = info.clone();
         async move { Ok::<_, Infallible>(super::handle(&ctx, &info, req).await) }
     });
-    let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-        .into_owned();
+    let io = TokioIo::new(Tracked::new(stream, Arc::clone(&activity)));
+    let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
     let conn = graceful.watch(conn);
     let name = ctx.name.clone();
+    let idle_timeout = limits.idle_timeout;
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
+        let result = match idle_timeout {
+            None => conn.await,
+            Some(t) => tokio::select! {
+                r = conn => r,
+                // Dropping the connection closes it; nothing is in flight by construction.
+                _ = activity.idle_for(t) => {
+                    tracing::debug!(listener = %name, %remote, "closing an idle connection");
+                    Ok(())
+                }
+            },
+        };
+        if let Err(e) = result {
             tracing::debug!(listener = %name, %remote, "connection ended with error: {e}");
         }
         drop(guard);

@@ -11,11 +11,13 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
-use super::body::{Completion, LogContext, RequestBody, ResponseBody};
+use super::body::{Completion, LogContext, RequestBody, ResponseBody, UpstreamBody};
+use super::forward::{Failed, Forwarded, PreparedBody, forward};
 use super::conn::{ConnInfo, ListenerCtx};
 use super::headers::{add_forwarding, ensure_request_id, strip_hop_by_hop, wants_upgrade};
 use super::upgrade;
-use crate::cluster::{self, ActiveRequest, UpstreamError, UpstreamProtocol};
+use crate::cluster::{UpstreamError, UpstreamProtocol};
+use crate::resilience::limits::Overflow;
 use crate::flags::ResponseFlags;
 use crate::route::{RequestView, normalize_path};
 
@@ -132,7 +134,8 @@ pub async fn handle(
     let Some(endpoint) = cluster.pick() else {
         cluster.metrics.no_healthy.inc();
         route.metrics.record(503);
-        let msg = format!("no healthy upstream in cluster {:?}\n", cluster.name);
+        // Names the DNS name and why, when the cluster's endpoints come from DNS.
+        let msg = cluster.no_endpoint_message();
         return local_reply(
             StatusCode::SERVICE_UNAVAILABLE,
             msg,
@@ -213,74 +216,114 @@ pub async fn handle(
             }
         }
     }
-    let body = match &completion.log {
-        Some(log) => RequestBody::Counted(body, Arc::clone(&log.bytes_received)),
-        None if upgrade => RequestBody::Empty,
-        None => RequestBody::Incoming(body),
-    };
-    let upstream_req = Request::from_parts(parts, body);
+    let counter = completion.log.as_ref().map(|log| Arc::clone(&log.bytes_received));
+    let policy = route.action.retry.as_ref().filter(|_| !upgrade);
+    let breakers = cluster.breakers.as_ref();
+    completion.in_flight = Some(conn.activity.request());
 
-    // === Forward ===
-    completion.active = Some(ActiveRequest::new(Arc::clone(&endpoint)));
-    let sent_at = Instant::now();
-    let send = cluster::send(&cluster, &endpoint, upstream_req, upgrade);
-    let result = match route.action.request_timeout {
-        Some(t) => tokio::time::timeout(t, send)
-            .await
-            .unwrap_or(Err(UpstreamError::Timeout(t))),
-        None => send.await,
+    // === Forward (retries, breakers and the request timeout) ===
+    let forwarding = async {
+        let permits = match breakers {
+            Some(b) => Some(b.acquire().await.map_err(Refused::Overflow)?),
+            None => None,
+        };
+        let prepared = match (policy, upgrade) {
+            (Some(_), _) => PreparedBody::replayable(body, counter)
+                .await
+                .map_err(Refused::ClientBody)?,
+            (None, true) => PreparedBody::once(RequestBody::empty()),
+            (None, false) => PreparedBody::once(RequestBody::stream(body, counter)),
+        };
+        let result = forward(&cluster, endpoint, parts, prepared, policy, upgrade).await;
+        Ok::<_, Refused>((result, permits))
     };
-    let (mut resp, pooled) = match result {
+    let outcome = match route.action.request_timeout {
+        Some(t) => tokio::time::timeout(t, forwarding).await.unwrap_or(Err(Refused::Timeout)),
+        None => forwarding.await,
+    };
+    let (result, permits) = match outcome {
         Ok(ok) => ok,
-        Err(e) => {
-            let (status, flag) = match &e {
-                UpstreamError::Timeout(_) => {
-                    cluster.metrics.timeouts.inc();
-                    (StatusCode::GATEWAY_TIMEOUT, ResponseFlags::UPSTREAM_TIMEOUT)
-                }
-                e if e.is_connect() => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ResponseFlags::UPSTREAM_CONNECT_FAILURE,
-                ),
-                _ => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
-                ),
+        Err(Refused::Overflow(kind)) => {
+            match kind {
+                Overflow::Pending => cluster.metrics.overflow_pending.inc(),
+                Overflow::Requests => cluster.metrics.overflow_requests.inc(),
+            }
+            route.metrics.record(503);
+            let msg = format!("upstream overflow: cluster {:?} is at its {} limit\n", cluster.name, kind.label());
+            return local_reply(StatusCode::SERVICE_UNAVAILABLE, msg, completion, ResponseFlags::UPSTREAM_OVERFLOW);
+        }
+        Err(Refused::ClientBody(e)) => {
+            route.metrics.record(400);
+            let msg = format!("could not read the request body: {e}\n");
+            return local_reply(StatusCode::BAD_REQUEST, msg, completion, ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+        }
+        Err(Refused::Timeout) => {
+            cluster.metrics.timeouts.inc();
+            route.metrics.record(504);
+            return local_reply(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout\n", completion, ResponseFlags::UPSTREAM_TIMEOUT);
+        }
+    };
+    completion.permits = permits;
+    let forwarded = match result {
+        Ok(f) => f,
+        Err(Failed { error, active, flags }) => {
+            completion.active = Some(active);
+            completion.flags.insert(flags);
+            let (status, flag) = match &error {
+                UpstreamError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, ResponseFlags::UPSTREAM_TIMEOUT),
+                e if e.is_connect() => (StatusCode::SERVICE_UNAVAILABLE, ResponseFlags::UPSTREAM_CONNECT_FAILURE),
+                _ => (StatusCode::SERVICE_UNAVAILABLE, ResponseFlags::UPSTREAM_CONNECTION_TERMINATION),
             };
-            tracing::debug!(cluster = %cluster.name, "upstream request failed: {e}");
+            if status == StatusCode::GATEWAY_TIMEOUT {
+                cluster.metrics.timeouts.inc();
+            }
+            tracing::debug!(cluster = %cluster.name, "upstream request failed: {error}");
             route.metrics.record(status.as_u16());
             let msg = match status {
                 StatusCode::GATEWAY_TIMEOUT => "upstream request timeout\n".to_owned(),
-                _ => format!("upstream connect error or disconnect/reset before headers: {e}\n"),
+                _ => format!("upstream connect error or disconnect/reset before headers: {error}\n"),
             };
             return local_reply(status, msg, completion, flag);
         }
     };
-    let upstream_time = sent_at.elapsed();
-    let status = resp.status().as_u16();
+    let Forwarded { mut head, body, pooled, active, upstream_time, flags } = forwarded;
+    let status = head.status.as_u16();
     cluster.metrics.record(status);
-    cluster
-        .metrics
-        .duration
-        .observe(upstream_time.as_secs_f64());
+    cluster.metrics.duration.observe(upstream_time.as_secs_f64());
     route.metrics.record(status);
 
-    let switching = upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-    if let (true, Some(client)) = (switching, client_upgrade) {
-        upgrade::splice(client, hyper::upgrade::on(&mut resp), cluster.name.clone());
-    }
-    strip_hop_by_hop(resp.headers_mut(), switching);
+    let switching = upgrade && head.status == StatusCode::SWITCHING_PROTOCOLS;
+    let body = match (switching, client_upgrade, body) {
+        (true, Some(client), UpstreamBody::Stream(b)) => {
+            let mut resp = Response::from_parts(head, b);
+            upgrade::splice(client, hyper::upgrade::on(&mut resp), cluster.name.clone());
+            let (h, b) = resp.into_parts();
+            head = h;
+            UpstreamBody::Stream(b)
+        }
+        (_, _, body) => body,
+    };
+    strip_hop_by_hop(&mut head.headers, switching);
     if downstream_version != Version::HTTP_2 {
-        *resp.version_mut() = Version::HTTP_11;
+        head.version = Version::HTTP_11;
     }
+    completion.active = Some(active);
     completion.pooled = pooled;
     completion.status = Some(status);
+    completion.flags.insert(flags);
     if let Some(log) = completion.log.as_mut() {
         log.upstream_service_time = Some(upstream_time);
-        log.response_headers = Some(resp.headers().clone());
+        log.response_headers = Some(head.headers.clone());
     }
-    let (parts, body) = resp.into_parts();
-    Response::from_parts(parts, ResponseBody::upstream(body, completion))
+    let idle = route.action.stream_idle;
+    Response::from_parts(head, ResponseBody::upstream(body, completion, idle))
+}
+
+/// Why a request never reached (or never heard back from) the upstream.
+enum Refused {
+    Overflow(Overflow),
+    ClientBody(hyper::Error),
+    Timeout,
 }
 
 fn protocol_name(v: Version) -> &'static str {

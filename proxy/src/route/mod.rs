@@ -16,6 +16,7 @@ pub use vhost::{VirtualHost, VirtualHosts};
 pub use weighted::WeightedTargets;
 
 use crate::metrics::RouteMetrics;
+use crate::resilience::retry::RetryPolicy;
 
 /// What routing looks at in a request.
 pub struct RequestView<'a> {
@@ -44,6 +45,9 @@ pub struct Route {
 
 pub struct RouteAction {
     pub targets: WeightedTargets,
+    pub retry: Option<RetryPolicy>,
+    /// A response stream that moves no bytes for this long is reset.
+    pub stream_idle: Option<Duration>,
     /// `None`: no timeout.
     pub request_timeout: Option<Duration>,
     pub rewrite: Rewrite,

@@ -13,8 +13,12 @@ use http::{HeaderName, Method};
 
 use super::{AccessLogger, Limits, ListenerSpec, ListenerTable, RuntimeTable};
 use crate::access_log::{Format, SinkRegistry};
-use crate::cluster::{Cluster, LbPolicy, UpstreamProtocol};
+use super::policies;
+use crate::cluster::{Cluster, ClusterSettings, LbPolicy, UpstreamProtocol};
+use crate::resilience::health;
+use crate::discovery::Discovery;
 use crate::metrics::Metrics;
+use super::dns::DnsCtx;
 use crate::route::{
     HeaderMatcher, PathMatch, QueryMatcher, Rewrite, Route, RouteAction, StringMatch, VirtualHost,
     VirtualHosts, WeightedTargets,
@@ -24,6 +28,8 @@ use crate::route::{
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_UPSTREAM_IDLE: Duration = Duration::from_secs(60);
+/// App Mesh's default idle timeout for client connections.
+const DEFAULT_CONNECTION_IDLE: Duration = Duration::from_secs(300);
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {message}")]
@@ -32,7 +38,7 @@ pub struct CompileError {
     pub message: String,
 }
 
-fn err<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, CompileError> {
+pub(super) fn err<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, CompileError> {
     Err(CompileError {
         path: path.into(),
         message: message.into(),
@@ -49,16 +55,26 @@ fn not_yet<T>(path: impl Into<String>, what: &str, issue: u32) -> Result<T, Comp
 }
 
 /// Compiles `source`. Clusters defined exactly as in `previous` are reused with their live state.
+/// A table with DNS clusters needs [`compile_with`] and the proxy's DNS discovery.
 pub fn compile(
     source: v1::RoutingTable,
     previous: Option<&RuntimeTable>,
     metrics: &Metrics,
     sinks: &mut SinkRegistry,
 ) -> Result<RuntimeTable, CompileError> {
-    if source.dns.is_some() {
-        return not_yet("dns", "DNS resolver settings", 3);
-    }
-    let clusters = compile_clusters(&source, previous, metrics)?;
+    compile_with(source, previous, metrics, sinks, None)
+}
+
+/// [`compile`], with new DNS clusters joined to `discovery`'s resolution loops.
+pub fn compile_with(
+    source: v1::RoutingTable,
+    previous: Option<&RuntimeTable>,
+    metrics: &Metrics,
+    sinks: &mut SinkRegistry,
+    discovery: Option<&Discovery>,
+) -> Result<RuntimeTable, CompileError> {
+    let dns = super::dns::prepare(&source, discovery)?;
+    let clusters = compile_clusters(&source, previous, metrics, dns.as_ref())?;
     let mut listeners = Vec::with_capacity(source.listeners.len());
     let mut names = HashSet::new();
     let mut addresses = HashSet::new();
@@ -89,6 +105,7 @@ pub fn compile(
         source: Arc::new(source),
         listeners,
         clusters,
+        dns: dns.map(|d| d.config),
     })
 }
 
@@ -103,7 +120,7 @@ fn content_version(table: &v1::RoutingTable) -> String {
     format!("sha-fnv-{h:016x}")
 }
 
-fn duration(
+pub(super) fn duration(
     d: Option<&pbjson_types::Duration>,
     path: &str,
 ) -> Result<Option<Duration>, CompileError> {
@@ -117,7 +134,7 @@ fn duration(
 }
 
 /// A timeout field: absent -> `default`, "0s" -> disabled (None), else the value.
-fn timeout(
+pub(super) fn timeout(
     d: Option<&pbjson_types::Duration>,
     path: &str,
     default: Option<Duration>,
@@ -135,6 +152,7 @@ fn compile_clusters(
     source: &v1::RoutingTable,
     previous: Option<&RuntimeTable>,
     metrics: &Metrics,
+    dns: Option<&DnsCtx<'_>>,
 ) -> Result<HashMap<String, Arc<Cluster>>, CompileError> {
     let mut out = HashMap::with_capacity(source.clusters.len());
     for (i, c) in source.clusters.iter().enumerate() {
@@ -154,7 +172,16 @@ fn compile_clusters(
             .cloned();
         let cluster = match reused {
             Some(old) => old,
-            None => Arc::new(compile_cluster(c, &path, metrics)?),
+            None => {
+                let new = Arc::new(compile_cluster(c, &path, metrics)?);
+                if let Some(policy) = &new.health {
+                    health::spawn(Arc::downgrade(&new), policy.clone());
+                }
+                if let Some(cluster::Discovery::Dns(d)) = &c.discovery {
+                    super::dns::subscribe(&new, d, &path, dns)?;
+                }
+                new
+            }
         };
         out.insert(c.name.clone(), cluster);
     }
@@ -175,27 +202,24 @@ fn compile_cluster(
         cluster::LbPolicy::RoundRobin => LbPolicy::RoundRobin,
         cluster::LbPolicy::Unspecified | cluster::LbPolicy::LeastRequest => LbPolicy::LeastRequest,
     };
-    if c.outlier_detection.is_some() {
-        return not_yet(format!("{path}.outlierDetection"), "outlier detection", 5);
-    }
-    if c.health_check.is_some() {
-        return not_yet(format!("{path}.healthCheck"), "active health checks", 5);
-    }
-    if c.connection_pool.is_some() {
-        return not_yet(
-            format!("{path}.connectionPool"),
-            "connection pool limits",
-            5,
-        );
-    }
+    let outlier = c
+        .outlier_detection
+        .as_ref()
+        .map(|o| policies::outlier(o, &format!("{path}.outlierDetection")))
+        .transpose()?;
+    let health = c
+        .health_check
+        .as_ref()
+        .map(|h| policies::health(h, &format!("{path}.healthCheck")))
+        .transpose()?;
+    let breakers = c.connection_pool.as_ref().and_then(policies::breakers);
     if c.tls.is_some() {
         return not_yet(format!("{path}.tls"), "TLS origination", 6);
     }
     let addrs: Vec<SocketAddr> = match &c.discovery {
         None => return err(path, "a cluster needs staticEndpoints (or dns)"),
-        Some(cluster::Discovery::Dns(_)) => {
-            return not_yet(format!("{path}.dns"), "DNS service discovery", 3);
-        }
+        // Filled in by the name's resolution loop (table/dns.rs).
+        Some(cluster::Discovery::Dns(_)) => Vec::new(),
         Some(cluster::Discovery::StaticEndpoints(s)) => s
             .endpoints
             .iter()
@@ -217,14 +241,16 @@ fn compile_cluster(
     )?;
     let idle_timeout = duration(c.idle_timeout.as_ref(), &format!("{path}.idleTimeout"))?
         .unwrap_or(DEFAULT_UPSTREAM_IDLE);
-    let cluster = Cluster::new(
-        c.clone(),
+    let settings = ClusterSettings {
         protocol,
         lb,
         connect_timeout,
         idle_timeout,
-        metrics.cluster(&c.name),
-    );
+        outlier,
+        health,
+        breakers,
+    };
+    let cluster = Cluster::new(c.clone(), settings, metrics.cluster(&c.name));
     cluster.set_endpoints(&addrs);
     Ok(cluster)
 }
@@ -269,15 +295,17 @@ fn compile_listener(
         return not_yet(format!("{path}.tls"), "TLS termination", 6);
     }
     let timeouts = l.timeouts.as_ref();
-    if timeouts.and_then(|t| t.idle.as_ref()).is_some() {
-        return not_yet(format!("{path}.timeouts.idle"), "idle timeouts", 5);
-    }
     let request_timeout = timeout(
         timeouts.and_then(|t| t.request.as_ref()),
         &format!("{path}.timeouts.request"),
         Some(DEFAULT_REQUEST_TIMEOUT),
     )?;
-    let limits = compile_limits(l.limits.as_ref(), &format!("{path}.limits"))?;
+    let mut limits = compile_limits(l.limits.as_ref(), &format!("{path}.limits"))?;
+    limits.idle_timeout = timeout(
+        timeouts.and_then(|t| t.idle.as_ref()),
+        &format!("{path}.timeouts.idle"),
+        Some(DEFAULT_CONNECTION_IDLE),
+    )?;
     let access_log = l
         .access_log
         .as_ref()
@@ -575,9 +603,12 @@ fn compile_route(
     let Some(a) = &r.action else {
         return err(apath, "a route needs an action with weightedTargets");
     };
-    if a.retry_policy.is_some() {
-        return not_yet(format!("{apath}.retryPolicy"), "retry policies", 5);
-    }
+    let retry = a
+        .retry_policy
+        .as_ref()
+        .map(|r| policies::retry(r, &format!("{apath}.retryPolicy")))
+        .transpose()?
+        .flatten();
     if a.weighted_targets.is_empty() {
         return err(
             format!("{apath}.weightedTargets"),
@@ -611,9 +642,11 @@ fn compile_route(
         Ok,
     )?;
     let route_timeouts = a.timeouts.as_ref();
-    if route_timeouts.and_then(|t| t.idle.as_ref()).is_some() {
-        return not_yet(format!("{apath}.timeouts.idle"), "idle timeouts", 5);
-    }
+    let stream_idle = timeout(
+        route_timeouts.and_then(|t| t.idle.as_ref()),
+        &format!("{apath}.timeouts.idle"),
+        None,
+    )?;
     let request_timeout = timeout(
         route_timeouts.and_then(|t| t.request.as_ref()),
         &format!("{apath}.timeouts.request"),
@@ -632,6 +665,8 @@ fn compile_route(
         query: query.into(),
         port,
         action: RouteAction {
+            retry,
+            stream_idle,
             targets,
             request_timeout,
             rewrite,

@@ -1,6 +1,8 @@
 //! The runtime table: a routing table compiled for serving. Built whole or not at all; the
 //! request path reads it through arc-swap guards and never sees a half-applied table.
 mod compile;
+mod dns;
+mod policies;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,7 +12,7 @@ use std::time::Duration;
 use ferry_api::v1;
 use http::HeaderName;
 
-pub use compile::{CompileError, compile};
+pub use compile::{CompileError, compile, compile_with};
 
 use crate::access_log::{AccessLogSink, Format};
 use crate::cluster::Cluster;
@@ -22,6 +24,8 @@ pub struct RuntimeTable {
     pub source: Arc<v1::RoutingTable>,
     pub listeners: Vec<ListenerSpec>,
     pub clusters: HashMap<String, Arc<Cluster>>,
+    /// The resolver settings of its DNS clusters; `None` when it has none.
+    pub dns: Option<Arc<crate::discovery::DnsConfig>>,
 }
 
 /// A listener's socket identity plus what it serves.
@@ -50,6 +54,8 @@ pub struct Limits {
     pub max_concurrent_streams: u32,
     pub header_read_timeout: Option<Duration>,
     pub max_uri_bytes: usize,
+    /// A client connection with no request in flight for this long is closed.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for Limits {
@@ -61,6 +67,7 @@ impl Default for Limits {
             max_concurrent_streams: 1024,
             header_read_timeout: Some(Duration::from_secs(10)),
             max_uri_bytes: 8 * 1024,
+            idle_timeout: Some(Duration::from_secs(300)),
         }
     }
 }

@@ -1,0 +1,253 @@
+//! Forwarding one request to its cluster, with the route's retry policy: each try goes to an
+//! endpoint the request has not tried yet when one is usable, waits a jittered backoff, and stays
+//! within the cluster's retry budget. Every outcome feeds outlier detection.
+//!
+//! A request body is replayed only when it was read whole within [`MAX_REPLAY_BYTES`]; a larger
+//! body streams once and is not retried. A gRPC status that is not in the response headers is read
+//! from the trailers when the response fits in the same bound.
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::request::Parts;
+use http::{HeaderMap, Request, Response};
+use http_body::Body;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::body::{Buffered, RequestBody, UpstreamBody};
+use crate::cluster::{self, ActiveRequest, Cluster, Endpoint, PooledConn, UpstreamError};
+use crate::flags::ResponseFlags;
+use crate::resilience::retry::{Outcome, RetryPolicy};
+
+/// Request bodies up to this size are kept for replay; responses up to it may be read whole to
+/// find a gRPC status in their trailers.
+pub const MAX_REPLAY_BYTES: usize = 64 * 1024;
+
+/// A response from upstream, ready to be sent on.
+pub struct Forwarded {
+    pub head: http::response::Parts,
+    pub body: UpstreamBody,
+    pub pooled: Option<PooledConn>,
+    pub active: ActiveRequest,
+    /// From sending the last try to its response headers.
+    pub upstream_time: Duration,
+    pub flags: ResponseFlags,
+}
+
+/// No response: what went wrong on the last try.
+pub struct Failed {
+    pub error: UpstreamError,
+    pub active: ActiveRequest,
+    pub flags: ResponseFlags,
+}
+
+/// The request's body, as the first try will send it, and whether it can be sent again.
+pub struct PreparedBody {
+    first: Option<RequestBody>,
+    replay: Option<Buffered>,
+}
+
+impl PreparedBody {
+    /// A body that streams once (no retry policy, or an upgrade).
+    pub fn once(body: RequestBody) -> PreparedBody {
+        PreparedBody { first: Some(body), replay: None }
+    }
+
+    /// Reads `body` into memory when it fits in [`MAX_REPLAY_BYTES`], so that retries can resend it.
+    pub async fn replayable(mut body: Incoming, counter: Option<Arc<AtomicU64>>) -> Result<PreparedBody, hyper::Error> {
+        if body.is_end_stream() {
+            return Ok(PreparedBody { first: Some(RequestBody::empty()), replay: Some(Buffered::default()) });
+        }
+        if body.size_hint().lower() > MAX_REPLAY_BYTES as u64 {
+            return Ok(PreparedBody::once(RequestBody::stream(body, counter)));
+        }
+        let mut data = BytesMut::new();
+        let mut trailers = None;
+        while let Some(frame) = body.frame().await {
+            match frame?.into_data() {
+                Ok(d) => {
+                    if let Some(n) = &counter {
+                        n.fetch_add(d.len() as u64, Ordering::Relaxed);
+                    }
+                    data.extend_from_slice(&d);
+                    if data.len() > MAX_REPLAY_BYTES {
+                        let first = RequestBody::prefixed(data.freeze(), body, counter);
+                        return Ok(PreparedBody::once(first));
+                    }
+                }
+                Err(frame) => trailers = frame.into_trailers().ok(),
+            }
+        }
+        let buffered = Buffered { data: data.freeze(), trailers };
+        Ok(PreparedBody { first: Some(RequestBody::buffered(&buffered)), replay: Some(buffered) })
+    }
+
+    fn next(&mut self) -> Option<RequestBody> {
+        self.first.take().or_else(|| self.replay.as_ref().map(RequestBody::buffered))
+    }
+}
+
+/// Sends the request, retrying as `policy` allows.
+pub async fn forward(
+    cluster: &Arc<Cluster>,
+    first: Arc<Endpoint>,
+    parts: Parts,
+    mut body: PreparedBody,
+    policy: Option<&RetryPolicy>,
+    upgrade: bool,
+) -> Result<Forwarded, Failed> {
+    let _in_flight = policy.map(|_| cluster.retry_budget.request());
+    let mut tried: Vec<Arc<Endpoint>> = Vec::new();
+    let mut endpoint = first;
+    let mut retries = 0u32;
+    let mut _retry_slot = None;
+    let mut flags = ResponseFlags::NONE;
+    let mut parts = Some(parts);
+    loop {
+        // Without a policy the request is built once, by moving its parts.
+        let request = match (policy, parts.take()) {
+            (None, Some(p)) => Request::from_parts(p, body.next().unwrap_or_else(RequestBody::empty)),
+            (_, Some(p)) => {
+                let r = clone_request(&p, body.next().unwrap_or_else(RequestBody::empty));
+                parts = Some(p);
+                r
+            }
+            (_, None) => unreachable!("parts are kept whenever a retry is possible"),
+        };
+        let active = ActiveRequest::new(Arc::clone(&endpoint));
+        let sent_at = Instant::now();
+        let send = cluster::send(cluster, &endpoint, request, upgrade);
+        let result = match policy.and_then(|p| p.per_try_timeout) {
+            Some(t) => tokio::time::timeout(t, send).await.unwrap_or(Err(UpstreamError::Timeout(t))),
+            None => send.await,
+        };
+        let upstream_time = sent_at.elapsed();
+
+        // Read the response far enough to classify it.
+        let (response, outcome) = match result {
+            Ok((resp, pooled)) => {
+                let (head, body, grpc) = read_grpc_status(resp, policy).await;
+                let outcome = Outcome::Response { status: head.status.as_u16(), grpc };
+                (Ok((head, body, pooled)), outcome)
+            }
+            Err(e) => {
+                let outcome = classify(&e);
+                (Err(e), outcome)
+            }
+        };
+        if outcome == Outcome::PerTryTimeout {
+            cluster.metrics.per_try_timeouts.inc();
+        }
+        cluster.report(&endpoint, failed(outcome));
+
+        let wants_retry = policy.is_some_and(|p| p.retries(outcome));
+        let can_replay = body.replay.is_some();
+        if let (true, true, Some(p)) = (wants_retry, can_replay, policy) {
+            if retries >= p.max_retries {
+                flags.insert(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
+            } else if let Some(slot) = cluster.retry_budget.try_retry() {
+                retries += 1;
+                _retry_slot = Some(slot);
+                cluster.metrics.retries.inc();
+                tracing::debug!(cluster = %cluster.name, endpoint = %endpoint.addr, ?outcome, retries, "retrying");
+                tried.push(Arc::clone(&endpoint));
+                drop(response);
+                drop(active);
+                tokio::time::sleep(p.backoff(retries)).await;
+                endpoint = cluster.pick_excluding(&tried).unwrap_or(endpoint);
+                continue;
+            } else {
+                cluster.metrics.retry_overflow.inc();
+            }
+        }
+        return match response {
+            Ok((head, body, pooled)) => {
+                if retries > 0 && !failed(outcome) {
+                    cluster.metrics.retry_success.inc();
+                }
+                Ok(Forwarded { head, body, pooled, active, upstream_time, flags })
+            }
+            Err(error) => Err(Failed { error, active, flags }),
+        };
+    }
+}
+
+fn clone_request(p: &Parts, body: RequestBody) -> Request<RequestBody> {
+    let mut r = Request::new(body);
+    *r.method_mut() = p.method.clone();
+    *r.uri_mut() = p.uri.clone();
+    *r.version_mut() = p.version;
+    *r.headers_mut() = p.headers.clone();
+    r
+}
+
+/// Whether an outcome counts against the endpoint for outlier detection.
+fn failed(o: Outcome) -> bool {
+    match o {
+        Outcome::Response { status, .. } => status >= 500,
+        _ => true,
+    }
+}
+
+fn classify(e: &UpstreamError) -> Outcome {
+    match e {
+        UpstreamError::Timeout(_) => Outcome::PerTryTimeout,
+        e if e.is_connect() => Outcome::ConnectFailure,
+        UpstreamError::Request { source, .. } if refused_stream(source) => Outcome::RefusedStream,
+        _ => Outcome::Reset,
+    }
+}
+
+/// Whether the upstream refused the HTTP/2 stream (REFUSED_STREAM): nothing was processed.
+fn refused_stream(e: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h2) = s.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        source = s.source();
+    }
+    false
+}
+
+fn grpc_status(h: &HeaderMap) -> Option<u32> {
+    h.get("grpc-status")?.to_str().ok()?.trim().parse().ok()
+}
+
+/// The response head and body, and its gRPC status. When the policy retries on gRPC statuses and
+/// the status is not in the headers, the trailers are read (responses up to MAX_REPLAY_BYTES).
+async fn read_grpc_status(resp: Response<Incoming>, policy: Option<&RetryPolicy>) -> (http::response::Parts, UpstreamBody, Option<u32>) {
+    let (head, mut body) = resp.into_parts();
+    let in_headers = grpc_status(&head.headers);
+    let is_grpc = head
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if in_headers.is_some() || !is_grpc || !policy.is_some_and(RetryPolicy::watches_grpc) || body.is_end_stream() {
+        return (head, UpstreamBody::Stream(body), in_headers);
+    }
+    let mut data = BytesMut::new();
+    loop {
+        match body.frame().await {
+            None => return (head, UpstreamBody::Buffered(Buffered { data: data.freeze(), trailers: None }), None),
+            // A broken stream: pass on what arrived; the client sees the stream end early.
+            Some(Err(_)) => return (head, UpstreamBody::Buffered(Buffered { data: data.freeze(), trailers: None }), None),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(d) => {
+                    data.extend_from_slice(&d);
+                    if data.len() > MAX_REPLAY_BYTES {
+                        let prefix: Bytes = data.freeze();
+                        return (head, UpstreamBody::Prefixed(prefix, body), None);
+                    }
+                }
+                Err(frame) => {
+                    let trailers = frame.into_trailers().ok();
+                    let status = trailers.as_ref().and_then(grpc_status);
+                    return (head, UpstreamBody::Buffered(Buffered { data: data.freeze(), trailers }), status);
+                }
+            },
+        }
+    }
+}
