@@ -50,7 +50,10 @@ impl Upstream {
 
     /// Starts one upstream per `(name, ip)`, all on the same port (a DNS cluster has one port for
     /// every address its name resolves to). Any loopback address works: 127.0.0.0/8, or ::1.
-    pub async fn start_group(members: &[(&str, IpAddr)], protocol: UpstreamProtocol) -> Vec<Upstream> {
+    pub async fn start_group(
+        members: &[(&str, IpAddr)],
+        protocol: UpstreamProtocol,
+    ) -> Vec<Upstream> {
         'attempt: for _ in 0..50 {
             let Some((_, first_ip)) = members.first() else {
                 return Vec::new();

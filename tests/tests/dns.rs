@@ -116,16 +116,28 @@ async fn wait_for_metric(proxy: &ProxyProcess, series: &str, at_least: f64) {
 async fn three_a_records_reach_three_upstreams() {
     let dns = DnsServer::start().await;
     let ups = Upstream::start_group(
-        &[("a", ip("127.0.0.1")), ("b", ip("127.0.0.2")), ("c", ip("127.0.0.3"))],
+        &[
+            ("a", ip("127.0.0.1")),
+            ("b", ip("127.0.0.2")),
+            ("c", ip("127.0.0.3")),
+        ],
         UpstreamProtocol::Http1,
     )
     .await;
     let addrs: Vec<SocketAddr> = ups.iter().map(|u| u.addr).collect();
     let port = addrs[0].port();
-    dns.set("svc.ferry.test", &addrs.iter().map(SocketAddr::ip).collect::<Vec<_>>());
+    dns.set(
+        "svc.ferry.test",
+        &addrs.iter().map(SocketAddr::ip).collect::<Vec<_>>(),
+    );
     let yaml = table(
         "v1",
-        &[dns_cluster("svc", "svc.ferry.test", port, ", responseType: ENDPOINTS")],
+        &[dns_cluster(
+            "svc",
+            "svc.ferry.test",
+            port,
+            ", responseType: ENDPOINTS",
+        )],
         "",
     );
     let proxy = start_proxy(&yaml, &dns).await;
@@ -156,7 +168,10 @@ async fn three_a_records_reach_three_upstreams() {
     assert_eq!(v("ferry_cluster_endpoints{cluster=\"svc\"}"), 3.0);
     assert_eq!(v("ferry_dns_addresses{hostname=\"svc.ferry.test\"}"), 3.0);
     assert!(v("ferry_dns_resolutions_total{hostname=\"svc.ferry.test\"}") >= 1.0);
-    assert_eq!(v("ferry_dns_resolution_failures_total{hostname=\"svc.ferry.test\"}"), 0.0);
+    assert_eq!(
+        v("ferry_dns_resolution_failures_total{hostname=\"svc.ferry.test\"}"),
+        0.0
+    );
     assert!(m.contains("ferry_dns_last_resolution_age_seconds{hostname=\"svc.ferry.test\"}"));
 }
 
@@ -164,7 +179,11 @@ async fn three_a_records_reach_three_upstreams() {
 async fn records_changing_under_load_fail_no_request() {
     let dns = DnsServer::start().await;
     let ups = Upstream::start_group(
-        &[("a", ip("127.0.0.1")), ("b", ip("127.0.0.2")), ("c", ip("127.0.0.3"))],
+        &[
+            ("a", ip("127.0.0.1")),
+            ("b", ip("127.0.0.2")),
+            ("c", ip("127.0.0.3")),
+        ],
         UpstreamProtocol::Http1,
     )
     .await;
@@ -174,7 +193,12 @@ async fn records_changing_under_load_fail_no_request() {
     dns.set("flip.ferry.test", &[a.addr.ip(), b.addr.ip()]);
     let yaml = table(
         "v1",
-        &[dns_cluster("flip", "flip.ferry.test", port, ", responseType: ENDPOINTS")],
+        &[dns_cluster(
+            "flip",
+            "flip.ferry.test",
+            port,
+            ", responseType: ENDPOINTS",
+        )],
         "",
     );
     let proxy = start_proxy(&yaml, &dns).await;
@@ -215,7 +239,10 @@ async fn records_changing_under_load_fail_no_request() {
     dns.set("flip.ferry.test", &[b.addr.ip(), c.addr.ip()]);
     let took = wait_for_endpoints(&proxy, "flip", &[b.addr, c.addr]).await;
     eprintln!("records {{a,b}} -> {{b,c}} applied {took:?} after the change (TTL 1s)");
-    assert!(took < Duration::from_secs(4), "within the TTL plus a query: {took:?}");
+    assert!(
+        took < Duration::from_secs(4),
+        "within the TTL plus a query: {took:?}"
+    );
     // Requests that picked a before the swap may still be finishing; none start after it.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let a_after = a.hits();
@@ -227,7 +254,11 @@ async fn records_changing_under_load_fail_no_request() {
     }
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     assert_eq!(failed, 0, "{failed} requests failed ({ok} succeeded)");
-    assert_eq!(a.hits(), a_after, "no request went to a once it left the records");
+    assert_eq!(
+        a.hits(),
+        a_after,
+        "no request went to a once it left the records"
+    );
     assert!(c.hits() > c_before, "c receives traffic");
     assert!(ok > 200, "the load kept going: {ok} requests");
     assert!(
@@ -244,7 +275,12 @@ async fn a_dns_outage_keeps_the_last_endpoints() {
     dns.set("steady.ferry.test", &[up.addr.ip()]);
     let yaml = table(
         "v1",
-        &[dns_cluster("steady", "steady.ferry.test", up.addr.port(), "")],
+        &[dns_cluster(
+            "steady",
+            "steady.ferry.test",
+            up.addr.port(),
+            "",
+        )],
         "",
     );
     let proxy = start_proxy(&yaml, &dns).await;
@@ -257,12 +293,22 @@ async fn a_dns_outage_keeps_the_last_endpoints() {
     let c = Client::http1();
     // Traffic goes on, to the last endpoints, while resolutions time out.
     while proxy.metric(failures).await < 2.0 {
-        assert!(outage.elapsed() < Duration::from_secs(30), "{}", proxy.stderr());
+        assert!(
+            outage.elapsed() < Duration::from_secs(30),
+            "{}",
+            proxy.stderr()
+        );
         let r = c.get(&url).await.expect("request");
-        assert_eq!((r.status.as_u16(), r.upstream()), (200, "steady".to_owned()));
+        assert_eq!(
+            (r.status.as_u16(), r.upstream()),
+            (200, "steady".to_owned())
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    eprintln!("two failed resolutions seen {:?} into the outage", outage.elapsed());
+    eprintln!(
+        "two failed resolutions seen {:?} into the outage",
+        outage.elapsed()
+    );
     assert!(
         proxy
             .metric("ferry_dns_consecutive_failures{hostname=\"steady.ferry.test\"}")
@@ -294,7 +340,11 @@ async fn a_dns_outage_keeps_the_last_endpoints() {
             == 0.0
     })
     .await;
-    assert!(proxy.stderr().contains("resolves again"), "{}", proxy.stderr());
+    assert!(
+        proxy.stderr().contains("resolves again"),
+        "{}",
+        proxy.stderr()
+    );
 }
 
 async fn wait_until<F, Fut>(limit: Duration, mut cond: F)
@@ -321,8 +371,18 @@ async fn an_aaaa_only_name_follows_the_ip_preference() {
     let yaml = table(
         "v1",
         &[
-            dns_cluster("v6pref", "v6.ferry.test", port, ", ipPreference: IPv6_PREFERRED"),
-            dns_cluster("v4pref", "v6.ferry.test", port, ", ipPreference: IPv4_PREFERRED"),
+            dns_cluster(
+                "v6pref",
+                "v6.ferry.test",
+                port,
+                ", ipPreference: IPv6_PREFERRED",
+            ),
+            dns_cluster(
+                "v4pref",
+                "v6.ferry.test",
+                port,
+                ", ipPreference: IPv4_PREFERRED",
+            ),
             dns_cluster("v4only", "v6.ferry.test", port, ", ipPreference: IPv4_ONLY"),
         ],
         "",
@@ -342,7 +402,11 @@ async fn an_aaaa_only_name_follows_the_ip_preference() {
     let c = Client::http1();
     for path in ["/v6pref", "/v4pref"] {
         let r = c.get(&format!("{url}{path}")).await.expect("request");
-        assert_eq!((r.status.as_u16(), r.upstream()), (200, "v6".to_owned()), "{path}");
+        assert_eq!(
+            (r.status.as_u16(), r.upstream()),
+            (200, "v6".to_owned()),
+            "{path}"
+        );
     }
     let r = c.get(&format!("{url}/v4only")).await.expect("request");
     assert_eq!(r.status, 503);
@@ -368,27 +432,41 @@ async fn a_loadbalancer_name_sends_new_connections_to_the_changed_record() {
     dns.set("lb.ferry.test", &[lb1.addr.ip()]);
     let yaml = table(
         "v1",
-        &[dns_cluster("lb", "lb.ferry.test", lb1.addr.port(), ", responseType: LOADBALANCER")],
+        &[dns_cluster(
+            "lb",
+            "lb.ferry.test",
+            lb1.addr.port(),
+            ", responseType: LOADBALANCER",
+        )],
         "",
     );
     let proxy = start_proxy(&yaml, &dns).await;
     wait_for_endpoints(&proxy, "lb", &[lb1.addr]).await;
     let url = proxy.url("web").await;
     for _ in 0..5 {
-        assert_eq!(Client::http1().get(&url).await.expect("request").upstream(), "lb1");
+        assert_eq!(
+            Client::http1().get(&url).await.expect("request").upstream(),
+            "lb1"
+        );
     }
 
     dns.set("lb.ferry.test", &[lb2.addr.ip()]);
     let took = wait_for_endpoints(&proxy, "lb", &[lb2.addr]).await;
     eprintln!("LOADBALANCER record change followed after {took:?}");
     for _ in 0..5 {
-        assert_eq!(Client::http1().get(&url).await.expect("request").upstream(), "lb2");
+        assert_eq!(
+            Client::http1().get(&url).await.expect("request").upstream(),
+            "lb2"
+        );
     }
 
     // Several addresses: the name stands for one load balancer, the first address.
     dns.set("lb.ferry.test", &[lb1.addr.ip(), lb2.addr.ip()]);
     wait_for_endpoints(&proxy, "lb", &[lb1.addr]).await;
-    assert_eq!(Client::http1().get(&url).await.expect("request").upstream(), "lb1");
+    assert_eq!(
+        Client::http1().get(&url).await.expect("request").upstream(),
+        "lb1"
+    );
     assert_eq!(
         cluster_json(&proxy, "lb").await["discovery"]["response_type"],
         "LOADBALANCER"
@@ -416,16 +494,20 @@ async fn a_name_that_never_resolved_answers_503_naming_it_until_it_does() {
     assert_eq!(r.status, 503);
     assert!(
         r.body.contains("no healthy upstream in cluster \"late\"")
-            && r.body.contains("DNS name \"late.ferry.test\" has not resolved")
+            && r.body
+                .contains("DNS name \"late.ferry.test\" has not resolved")
             && r.body.contains("late.ferry.test does not exist (NXDOMAIN)"),
         "{}",
         r.body
     );
     let late = cluster_json(&proxy, "late").await;
     assert_eq!(late["discovery"]["resolved"], false);
-    assert!(!proxy.metrics().await.contains(
-        "ferry_dns_last_resolution_age_seconds{hostname=\"late.ferry.test\"}"
-    ));
+    assert!(
+        !proxy
+            .metrics()
+            .await
+            .contains("ferry_dns_last_resolution_age_seconds{hostname=\"late.ferry.test\"}")
+    );
 
     // The name appears: the backoff retry finds it.
     dns.set("late.ferry.test", &[up.addr.ip()]);
@@ -512,7 +594,11 @@ async fn table_swaps_keep_the_loop_of_a_reused_cluster_and_end_a_removed_one() {
     .await;
     let asked = dns.queries("kept.ferry.test");
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(dns.queries("kept.ferry.test"), asked, "no query after the loop ended");
+    assert_eq!(
+        dns.queries("kept.ferry.test"),
+        asked,
+        "no query after the loop ended"
+    );
     assert!(
         !proxy
             .metrics()
@@ -525,19 +611,23 @@ async fn table_swaps_keep_the_loop_of_a_reused_cluster_and_end_a_removed_one() {
 async fn dns_settings_errors_name_the_field() {
     let dns = DnsServer::start().await;
     let bad_port = table("v1", &[dns_cluster("x", "x.ferry.test", 0, "")], "");
-    let err = ProxyProcess::start_with(&bad_port, "table.yaml", &["--dns-resolver", &dns.addr.to_string()])
-        .await
-        .err()
-        .expect("refused");
-    assert!(
-        err.to_string().contains("clusters[0].dns.port"),
-        "{err}"
-    );
+    let err = ProxyProcess::start_with(
+        &bad_port,
+        "table.yaml",
+        &["--dns-resolver", &dns.addr.to_string()],
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("clusters[0].dns.port"), "{err}");
     let bad_server = table(
         "v1",
         &[dns_cluster("x", "x.ferry.test", 80, "")],
         "dns: { servers: [\"not-an-ip\"] }\n",
     );
-    let err = ProxyProcess::start(&bad_server).await.err().expect("refused");
+    let err = ProxyProcess::start(&bad_server)
+        .await
+        .err()
+        .expect("refused");
     assert!(err.to_string().contains("dns.servers[0]"), "{err}");
 }

@@ -1,7 +1,9 @@
 //! DNS discovery metrics, registered on the proxy's registry. Labelled by hostname only: the names
 //! come from the table, not from traffic, so the label set stays bounded. Counters are bumped by
 //! the resolution loops; gauges are computed from the loops' state at scrape time.
-use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 pub struct DnsMetrics {
     resolutions: IntCounterVec,
@@ -35,7 +37,8 @@ fn opts(name: &str, help: &str) -> Opts {
 impl DnsMetrics {
     pub fn new(r: &Registry) -> DnsMetrics {
         let by_host = &["hostname"];
-        let well_formed = |e: prometheus::Error| -> ! { unreachable!("DNS metric is well formed: {e}") };
+        let well_formed =
+            |e: prometheus::Error| -> ! { unreachable!("DNS metric is well formed: {e}") };
         DnsMetrics {
             resolutions: register(
                 r,

@@ -156,7 +156,10 @@ impl Discovery {
     }
 
     fn live(&self) -> Vec<Arc<Stream>> {
-        lock(&self.loops).values().filter_map(Weak::upgrade).collect()
+        lock(&self.loops)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect()
     }
 
     /// Sets the gauges from the loops' state (at scrape time) and forgets the series of names

@@ -178,12 +178,18 @@ async fn lookup(
 
 fn classify(host: &str, rtype: RecordType, e: NetError) -> ResolveError {
     let (kind, message) = match &e {
-        NetError::Dns(DnsError::NoRecordsFound(nr)) if nr.response_code == ResponseCode::NXDomain => {
-            (FailureKind::NoSuchName, format!("{host} does not exist (NXDOMAIN)"))
+        NetError::Dns(DnsError::NoRecordsFound(nr))
+            if nr.response_code == ResponseCode::NXDomain =>
+        {
+            (
+                FailureKind::NoSuchName,
+                format!("{host} does not exist (NXDOMAIN)"),
+            )
         }
-        NetError::Dns(DnsError::NoRecordsFound(_)) => {
-            (FailureKind::NoRecords, format!("{host} has no {rtype} record"))
-        }
+        NetError::Dns(DnsError::NoRecordsFound(_)) => (
+            FailureKind::NoRecords,
+            format!("{host} has no {rtype} record"),
+        ),
         NetError::Dns(DnsError::ResponseCode(code)) => (
             FailureKind::Error,
             format!("the DNS server answered {} for {host}", Code(*code)),
@@ -192,7 +198,10 @@ fn classify(host: &str, rtype: RecordType, e: NetError) -> ResolveError {
             FailureKind::Timeout,
             format!("no DNS server answered for {host} (timed out)"),
         ),
-        other => (FailureKind::Error, format!("resolving {host} failed: {other}")),
+        other => (
+            FailureKind::Error,
+            format!("resolving {host} failed: {other}"),
+        ),
     };
     ResolveError { kind, message }
 }
@@ -228,7 +237,9 @@ mod tests {
     async fn hosts_file_entries_resolve() {
         // /etc/hosts names localhost on every Linux this runs on.
         let r = build(&["127.0.0.1:9".parse().unwrap()]).unwrap();
-        let a = resolve(&r, "localhost", IpPreference::V4Only).await.unwrap();
+        let a = resolve(&r, "localhost", IpPreference::V4Only)
+            .await
+            .unwrap();
         assert!(a.addrs.iter().all(|ip| ip.is_loopback() && ip.is_ipv4()));
     }
 }

@@ -292,9 +292,15 @@ mod tests {
 
     #[test]
     fn servers_take_an_optional_port() {
-        assert_eq!(parse_server("127.0.0.1:5353"), Ok("127.0.0.1:5353".parse().unwrap()));
+        assert_eq!(
+            parse_server("127.0.0.1:5353"),
+            Ok("127.0.0.1:5353".parse().unwrap())
+        );
         assert_eq!(parse_server("10.0.0.2"), Ok("10.0.0.2:53".parse().unwrap()));
-        assert_eq!(parse_server("[::1]:5353"), Ok("[::1]:5353".parse().unwrap()));
+        assert_eq!(
+            parse_server("[::1]:5353"),
+            Ok("[::1]:5353".parse().unwrap())
+        );
         assert_eq!(parse_server("[::1]"), Ok("[::1]:53".parse().unwrap()));
         assert_eq!(parse_server("::1"), Ok("[::1]:53".parse().unwrap()));
         assert!(parse_server("dns.local").is_err());
@@ -307,7 +313,10 @@ mod tests {
             servers: vec!["127.0.0.1".into(), "nope".into()],
             ..Default::default()
         };
-        assert_eq!(resolver_settings(Some(&bad)).unwrap_err().field, "servers[1]");
+        assert_eq!(
+            resolver_settings(Some(&bad)).unwrap_err().field,
+            "servers[1]"
+        );
         let inverted = v1::DnsResolver {
             min_refresh: dur(30),
             max_refresh: dur(5),
@@ -362,8 +371,15 @@ mod tests {
         };
         let r = o.over(table);
         assert_eq!(r.max, Duration::from_millis(500));
-        assert_eq!(r.min, Duration::from_millis(500), "the floor never exceeds the ceiling");
-        assert_eq!(r.clamp(Duration::from_secs(300)), Duration::from_millis(500));
+        assert_eq!(
+            r.min,
+            Duration::from_millis(500),
+            "the floor never exceeds the ceiling"
+        );
+        assert_eq!(
+            r.clamp(Duration::from_secs(300)),
+            Duration::from_millis(500)
+        );
         assert_eq!(table.clamp(Duration::ZERO), DEFAULT_MIN_REFRESH);
     }
 }

@@ -120,7 +120,12 @@ impl Stream {
     }
 
     /// Records a resolution's outcome, updates the clusters, and returns when to resolve next.
-    fn record(&self, result: Result<Answer, ResolveError>, took: Duration, table: Refresh) -> Duration {
+    fn record(
+        &self,
+        result: Result<Answer, ResolveError>,
+        took: Duration,
+        table: Refresh,
+    ) -> Duration {
         let host = &self.key.hostname;
         let mut subs = self.lock();
         subs.retain(|s| s.cluster.strong_count() > 0);
@@ -159,7 +164,9 @@ impl Stream {
                         "DNS: {host} resolves again after {} failed attempts: {addrs}",
                         prev.consecutive_failures
                     ),
-                    Some(_) => tracing::debug!(hostname = %host, "DNS: {host} unchanged: {addrs} (next in {next:?})"),
+                    Some(_) => {
+                        tracing::debug!(hostname = %host, "DNS: {host} unchanged: {addrs} (next in {next:?})")
+                    }
                 }
                 next
             }

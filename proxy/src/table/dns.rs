@@ -7,7 +7,7 @@ use ferry_api::v1::{self, cluster};
 
 use super::CompileError;
 use crate::cluster::Cluster;
-use crate::discovery::{self, DnsConfig, Discovery, SettingsError};
+use crate::discovery::{self, Discovery, DnsConfig, SettingsError};
 
 /// What DNS clusters of one table are compiled against.
 pub(super) struct DnsCtx<'a> {
@@ -27,8 +27,8 @@ pub(super) fn prepare<'a>(
     source: &v1::RoutingTable,
     discovery: Option<&'a Discovery>,
 ) -> Result<Option<DnsCtx<'a>>, CompileError> {
-    let settings = discovery::settings::resolver_settings(source.dns.as_ref())
-        .map_err(|e| at("dns", e))?;
+    let settings =
+        discovery::settings::resolver_settings(source.dns.as_ref()).map_err(|e| at("dns", e))?;
     let Some(first) = source
         .clusters
         .iter()
