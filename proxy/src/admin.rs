@@ -112,7 +112,7 @@ async fn route(
         "/server_info" => {
             let state = if proxy.is_draining() {
                 "DRAINING"
-            } else if proxy.current().is_some() {
+            } else if proxy.is_ready() {
                 "LIVE"
             } else {
                 "PRE_INITIALIZING"

@@ -77,9 +77,15 @@ pub struct Proxy {
     current: ArcSwapOption<RuntimeTable>,
     control: Mutex<ControlState>,
     started: Instant,
+    /// Set once the first table's DNS names have all had a first answer (or failure).
+    dns_warm: AtomicBool,
     draining: AtomicBool,
     shutdown: Notify,
 }
+
+/// The longest a starting proxy waits for its DNS names before it says it is ready anyway; the
+/// first resolutions end well within this (a resolution gives up after 15 s).
+const DNS_WARM_UP_LIMIT: Duration = Duration::from_secs(20);
 
 /// One listener as seen from the admin API.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -111,6 +117,7 @@ impl Proxy {
             current: ArcSwapOption::empty(),
             control: Mutex::new(ControlState::default()),
             started: Instant::now(),
+            dns_warm: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             shutdown: Notify::new(),
         }
@@ -129,9 +136,23 @@ impl Proxy {
         self.draining.load(Ordering::Relaxed)
     }
 
-    /// Ready: a table is loaded and the proxy is not draining.
+    /// Ready: a table is loaded, its DNS names have had their first answer or failure (as Envoy
+    /// waits for its DNS clusters to warm up, so that the first requests do not find them empty),
+    /// and the proxy is not draining.
     pub fn is_ready(&self) -> bool {
-        self.current.load().is_some() && !self.is_draining()
+        self.current.load().is_some() && !self.is_draining() && self.dns_warmed()
+    }
+
+    fn dns_warmed(&self) -> bool {
+        if self.dns_warm.load(Ordering::Relaxed) {
+            return true;
+        }
+        // Once warm, always: a DNS cluster that a later table adds does not unready the proxy.
+        let warm = self.discovery.warmed() || self.started.elapsed() > DNS_WARM_UP_LIMIT;
+        if warm {
+            self.dns_warm.store(true, Ordering::Relaxed);
+        }
+        warm
     }
 
     /// Compiles and applies `source`; on error nothing changes. Returns the applied version.

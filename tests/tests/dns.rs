@@ -141,8 +141,10 @@ async fn three_a_records_reach_three_upstreams() {
         "",
     );
     let proxy = start_proxy(&yaml, &dns).await;
-    let took = wait_for_endpoints(&proxy, "svc", &addrs).await;
-    eprintln!("first resolution visible on /clusters after {took:?}");
+    // Ready means resolved: no wait for the endpoints after /ready says LIVE.
+    let mut want: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    want.sort();
+    assert_eq!(endpoints(&proxy, "svc").await, want);
 
     let url = proxy.url("web").await;
     let c = Client::http1();
@@ -605,6 +607,38 @@ async fn table_swaps_keep_the_loop_of_a_reused_cluster_and_end_a_removed_one() {
             .await
             .contains("ferry_dns_resolutions_total{hostname=\"kept.ferry.test\"}")
     );
+}
+
+#[tokio::test]
+async fn a_starting_proxy_is_ready_once_its_names_had_a_first_answer_or_failure() {
+    let dns = DnsServer::start().await;
+    let up = Upstream::start("slow", UpstreamProtocol::Http1).await;
+    dns.set("slow.ferry.test", &[up.addr.ip()]);
+    dns.stop_answering();
+    let yaml = table(
+        "v1",
+        &[dns_cluster("slow", "slow.ferry.test", up.addr.port(), "")],
+        "",
+    );
+    let started = Instant::now();
+    // ProxyProcess::start returns once /ready says LIVE.
+    let proxy = start_proxy(&yaml, &dns).await;
+    let took = started.elapsed();
+    eprintln!("ready {took:?} after start with a silent DNS server");
+    assert!(
+        took >= Duration::from_secs(2),
+        "ready before the first resolution ended: {took:?}"
+    );
+    let slow = cluster_json(&proxy, "slow").await;
+    assert_eq!(slow["discovery"]["resolved"], false);
+    assert!(slow["discovery"]["last_error"].as_str().is_some(), "{slow}");
+    let (_, info) = proxy.admin_get("/server_info").await.expect("server_info");
+    assert!(info.contains("\"state\": \"LIVE\""), "{info}");
+
+    // The name answers later: the cluster fills in; the proxy stayed ready throughout.
+    dns.resume_answering();
+    wait_for_endpoints(&proxy, "slow", &[up.addr]).await;
+    assert_eq!(proxy.admin_get("/ready").await.expect("ready").0, 200);
 }
 
 #[tokio::test]

@@ -155,6 +155,14 @@ impl Discovery {
         }
     }
 
+    /// Whether every running loop has finished its first resolution, answered or failed.
+    pub fn warmed(&self) -> bool {
+        self.live().iter().all(|s| {
+            let st = s.state();
+            st.last_success.is_some() || st.last_error.is_some()
+        })
+    }
+
     fn live(&self) -> Vec<Arc<Stream>> {
         lock(&self.loops)
             .values()
