@@ -36,7 +36,6 @@ async fn default_envoy_line_and_json_lines() {
             "    accessLog:\n      path: {}\n      json:\n        fields:\n          - {{ key: status, value: '%RESPONSE_CODE%' }}\n          - {{ key: flags, value: '%RESPONSE_FLAGS%' }}\n          - {{ key: method, value: '%REQ(:METHOD)%' }}\n          - {{ key: route, value: '%ROUTE_NAME%' }}\n          - {{ key: cluster, value: '%UPSTREAM_CLUSTER%' }}\n          - {{ key: agent, value: '%REQ(USER-AGENT)%' }}\n          - {{ key: bytes, value: '%BYTES_SENT%' }}\n    virtualHosts:",
             json_log.display()
         ))
-        .replace("routes:\n", "routes:\n")
         .replace("- name: app", "- name: app2")
         .replace("- name: gone", "- name: gone2");
     let first = listener.replace("    virtualHosts:", &format!("    accessLog:\n      path: {}\n    virtualHosts:", text_log.display()));

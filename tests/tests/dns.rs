@@ -664,4 +664,14 @@ async fn dns_settings_errors_name_the_field() {
         .err()
         .expect("refused");
     assert!(err.to_string().contains("dns.servers[0]"), "{err}");
+    let good = table("v1", &[dns_cluster("x", "x.ferry.test", 80, "")], "");
+    let err = ProxyProcess::start_with(&good, "table.yaml", &["--dns-resolver", "dns.local"])
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string()
+            .contains("\"dns.local\" is not a DNS server address"),
+        "{err}"
+    );
 }

@@ -113,11 +113,24 @@ impl Discovery {
             from_table: self.flag_servers.is_empty() && !settings.servers.is_empty(),
             message,
         })?;
-        Ok(Arc::new(DnsConfig {
+        let config = DnsConfig {
             resolver: Arc::new(resolver),
             servers,
             refresh: settings.refresh,
-        }))
+        };
+        let overridden = !self.flag_servers.is_empty()
+            && !settings.servers.is_empty()
+            && settings.servers != self.flag_servers;
+        tracing::info!(
+            "DNS: cluster names are resolved by {}{}",
+            config.describe_servers(),
+            if overridden {
+                " (--dns-resolver, instead of the table's dns.servers)"
+            } else {
+                ""
+            }
+        );
+        Ok(Arc::new(config))
     }
 
     /// Makes `cluster` follow `spec`'s name: joins the running loop for it, or starts one with

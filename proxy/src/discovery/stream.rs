@@ -148,18 +148,24 @@ impl Stream {
                 drop(subs);
                 let next = bounds.clamp(answer.ttl);
                 let addrs = list(&answer.addrs);
+                let again = match prev.consecutive_failures {
+                    0 => String::new(),
+                    n => format!("; it resolves again after {n} failed attempts"),
+                };
                 match &prev.addrs {
                     None => tracing::info!(
                         hostname = %host, ip_preference = %self.key.pref,
-                        "DNS: {host} resolved to {addrs} in {took:.0?} (ttl {:?}; next in {next:?})",
+                        "DNS: {host} resolved to {addrs} in {took:.0?} (ttl {:?}; next in {next:?}){again}",
                         answer.ttl
                     ),
-                    Some(old) if *old != answer.addrs => tracing::info!(
+                    // Compared as sets: a server that rotates its answers is not a change (a
+                    // LOADBALANCER cluster still follows the new first address, see `apply`).
+                    Some(old) if !same_set(old, &answer.addrs) => tracing::info!(
                         hostname = %host,
-                        "DNS: {host} changed from {} to {addrs} (next in {next:?})",
+                        "DNS: {host} changed from {} to {addrs} (next in {next:?}){again}",
                         list(old)
                     ),
-                    Some(_) if prev.consecutive_failures > 0 => tracing::info!(
+                    Some(_) if !again.is_empty() => tracing::info!(
                         hostname = %host,
                         "DNS: {host} resolves again after {} failed attempts: {addrs}",
                         prev.consecutive_failures
@@ -277,6 +283,10 @@ fn apply(sub: &Subscriber, cluster: &Cluster, addrs: &[IpAddr]) {
         return;
     }
     cluster.set_endpoints(&want);
+}
+
+fn same_set(a: &[IpAddr], b: &[IpAddr]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.contains(x))
 }
 
 fn list(addrs: &[IpAddr]) -> String {
