@@ -194,14 +194,23 @@ fn clusters(proxy: &Proxy) -> serde_json::Value {
         .filter_map(|n| table.clusters.get(n))
         .map(|c| {
             let source = c.endpoint_source();
+            let now = crate::resilience::now_ms();
             let endpoints: Vec<serde_json::Value> = c
                 .endpoints()
                 .iter()
                 .map(|e| {
+                    // HEALTHY unless an active health check says otherwise; outlier ejection apart.
+                    let health = if e.health.is_healthy() {
+                        "HEALTHY"
+                    } else {
+                        "UNHEALTHY"
+                    };
                     json!({
                         "address": e.addr.to_string(),
                         "source": source,
-                        "health": "HEALTHY",
+                        "health": health,
+                        "ejected": e.outlier.is_ejected(now),
+                        "times_ejected": e.outlier.times_ejected(),
                         "active_requests": e.active_requests(),
                         "idle_connections": e.idle_connections(),
                     })

@@ -333,8 +333,12 @@ impl Metrics {
             retry_success: self.upstream_retry_success.with_label_values(&[cluster]),
             retry_overflow: self.upstream_retry_overflow.with_label_values(&[cluster]),
             per_try_timeouts: self.upstream_per_try_timeouts.with_label_values(&[cluster]),
-            overflow_pending: self.upstream_overflow.with_label_values(&[cluster, "pending"]),
-            overflow_requests: self.upstream_overflow.with_label_values(&[cluster, "requests"]),
+            overflow_pending: self
+                .upstream_overflow
+                .with_label_values(&[cluster, "pending"]),
+            overflow_requests: self
+                .upstream_overflow
+                .with_label_values(&[cluster, "requests"]),
             ejections: self.outlier_ejections.with_label_values(&[cluster]),
         }
     }
@@ -373,8 +377,12 @@ impl Metrics {
         for kind in ["pending", "requests"] {
             let _ = self.upstream_overflow.remove_label_values(&[cluster, kind]);
         }
-        let _ = self.cluster_endpoints_healthy.remove_label_values(&[cluster]);
-        let _ = self.cluster_endpoints_ejected.remove_label_values(&[cluster]);
+        let _ = self
+            .cluster_endpoints_healthy
+            .remove_label_values(&[cluster]);
+        let _ = self
+            .cluster_endpoints_ejected
+            .remove_label_values(&[cluster]);
         let _ = self.upstream_rq_time.remove_label_values(&[cluster]);
         let _ = self.upstream_cx_active.remove_label_values(&[cluster]);
         let _ = self.cluster_endpoints.remove_label_values(&[cluster]);

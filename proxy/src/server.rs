@@ -333,6 +333,17 @@ impl Proxy {
         self.metrics
             .uptime
             .set(i64::try_from(self.uptime().as_secs()).unwrap_or(i64::MAX));
+        if let Some(table) = self.current() {
+            for c in table.clusters.values() {
+                let (healthy, ejected) = c.membership();
+                c.metrics
+                    .healthy
+                    .set(i64::try_from(healthy).unwrap_or(i64::MAX));
+                c.metrics
+                    .ejected
+                    .set(i64::try_from(ejected).unwrap_or(i64::MAX));
+            }
+        }
         let control = self.control.lock().await;
         for (path, sink) in control.sinks.all() {
             let counter = self.metrics.access_log_dropped(path);

@@ -111,12 +111,22 @@ fn invalid_config_at_startup_exits_non_zero_naming_file_line_and_field() {
 #[test]
 fn features_of_later_versions_are_refused_by_name() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let with_tls = VALID.replace("    address: 127.0.0.1:0", "    address: 127.0.0.1:0\n    tls: { mode: STRICT }");
+    let with_tls = VALID.replace(
+        "    address: 127.0.0.1:0",
+        "    address: 127.0.0.1:0\n    tls: { mode: STRICT }",
+    );
     let path = write(&dir, "tls.yaml", &with_tls);
-    let out = proxy().args(["--validate", "--config"]).arg(&path).output().expect("run");
+    let out = proxy()
+        .args(["--validate", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("listeners[0].tls: TLS termination is not supported by this version"), "{stderr}");
+    assert!(
+        stderr.contains("listeners[0].tls: TLS termination is not supported by this version"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -127,10 +137,17 @@ fn a_retry_policy_without_events_is_refused() {
         "action: { weightedTargets: [{ cluster: c, weight: 1 }], retryPolicy: { maxRetries: 2 } }",
     );
     let path = write(&dir, "retry.yaml", &with_retry);
-    let out = proxy().args(["--validate", "--config"]).arg(&path).output().expect("run");
+    let out = proxy()
+        .args(["--validate", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("action.retryPolicy: a retry policy needs at least one of"), "{stderr}");
+    assert!(
+        stderr.contains("action.retryPolicy: a retry policy needs at least one of"),
+        "{stderr}"
+    );
 }
 
 #[test]

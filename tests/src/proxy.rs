@@ -50,17 +50,18 @@ impl ProxyProcess {
         let admin_file = dir.path().join("admin.addr");
         let stderr_path = dir.path().join("stderr.log");
         let stdout_path = dir.path().join("stdout.log");
+        let default_level = std::env::var("FERRY_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".into());
+        let level: &[&str] = if args.contains(&"--log-level") {
+            &[]
+        } else {
+            &["--log-level", &default_level]
+        };
         let child = Command::new(proxy_bin())
             .arg("--config")
             .arg(&config)
-            .args([
-                "--admin-addr",
-                "127.0.0.1:0",
-                "--concurrency",
-                "2",
-                "--log-level",
-                "info",
-            ])
+            .args(["--admin-addr", "127.0.0.1:0", "--concurrency", "2"])
+            // FERRY_TEST_LOG_LEVEL=debug shows the proxies' debug logs in failure messages.
+            .args(level)
             .arg("--admin-address-path")
             .arg(&admin_file)
             .args(args)

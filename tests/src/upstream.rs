@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,6 +31,8 @@ pub struct Upstream {
     pub addr: SocketAddr,
     pub name: String,
     hits: Arc<AtomicUsize>,
+    healthy: Arc<AtomicBool>,
+    conns: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
     task: JoinHandle<()>,
 }
 
@@ -82,17 +84,24 @@ impl Upstream {
     fn serve(listener: TcpListener, name: &str, protocol: UpstreamProtocol) -> Upstream {
         let addr = listener.local_addr().expect("local addr");
         let hits = Arc::new(AtomicUsize::new(0));
-        let (n, h) = (name.to_owned(), Arc::clone(&hits));
+        let healthy = Arc::new(AtomicBool::new(true));
+        let conns: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let state = Arc::new(State {
+            name: name.to_owned(),
+            hits: Arc::clone(&hits),
+            healthy: Arc::clone(&healthy),
+        });
+        let tracked = Arc::clone(&conns);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (n, h) = (n.clone(), Arc::clone(&h));
-                tokio::spawn(async move {
+                let state = Arc::clone(&state);
+                let conn = tokio::spawn(async move {
                     let svc = service_fn(move |req| {
-                        let (n, h) = (n.clone(), Arc::clone(&h));
-                        async move { Ok::<_, Infallible>(answer(&n, &h, req).await) }
+                        let state = Arc::clone(&state);
+                        async move { Ok::<_, Infallible>(answer(&state, req).await) }
                     });
                     let io = TokioIo::new(stream);
                     let builder = auto::Builder::new(TokioExecutor::new());
@@ -102,14 +111,35 @@ impl Upstream {
                     };
                     let _ = builder.serve_connection_with_upgrades(io, svc).await;
                 });
+                if let Ok(mut c) = tracked.lock() {
+                    c.retain(|h| !h.is_finished());
+                    c.push(conn.abort_handle());
+                }
             }
         });
         Upstream {
             addr,
             name: name.to_owned(),
             hits,
+            healthy,
+            conns,
             task,
         }
+    }
+
+    /// Dies as a process would: stops listening and closes every open connection.
+    pub fn kill(&self) {
+        self.task.abort();
+        if let Ok(c) = self.conns.lock() {
+            for h in c.iter() {
+                h.abort();
+            }
+        }
+    }
+
+    /// What `/health` answers: 200 when healthy, 503 when not.
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::SeqCst);
     }
 
     /// Requests received so far.
@@ -125,17 +155,71 @@ impl Upstream {
 
 impl Drop for Upstream {
     fn drop(&mut self) {
-        self.task.abort();
+        self.kill();
     }
 }
 
-async fn answer(
-    name: &str,
-    hits: &AtomicUsize,
-    req: Request<hyper::body::Incoming>,
-) -> Response<Full<Bytes>> {
-    hits.fetch_add(1, Ordering::SeqCst);
+struct State {
+    name: String,
+    hits: Arc<AtomicUsize>,
+    healthy: Arc<AtomicBool>,
+}
+
+type TestBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+fn full(b: impl Into<Bytes>) -> TestBody {
+    Full::new(b.into()).boxed()
+}
+
+async fn answer(state: &State, req: Request<hyper::body::Incoming>) -> Response<TestBody> {
     let path = req.uri().path().to_owned();
+    let name = state.name.as_str();
+    // Health probes are not traffic: they do not count as hits.
+    if path == "/health" {
+        let ok = state.healthy.load(Ordering::SeqCst);
+        let mut resp = Response::new(full(if ok { "ok" } else { "unhealthy" }));
+        *resp.status_mut() = if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        return resp;
+    }
+    state.hits.fetch_add(1, Ordering::SeqCst);
+    // gRPC statuses: trailers-only (in the headers) or in real trailers after a message.
+    let grpc = |marker: &str| {
+        path.rfind(marker)
+            .and_then(|i| path[i + marker.len()..].parse::<u32>().ok())
+    };
+    if let Some(code) = grpc("/grpc-status/") {
+        let mut resp = Response::new(full(Bytes::new()));
+        resp.headers_mut()
+            .insert("content-type", "application/grpc".parse().expect("value"));
+        resp.headers_mut()
+            .insert("grpc-status", code.to_string().parse().expect("value"));
+        resp.headers_mut()
+            .insert("x-upstream", name.parse().expect("value"));
+        return resp;
+    }
+    if let Some(code) = grpc("/grpc-trailer/") {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", code.to_string().parse().expect("value"));
+        let frames = vec![
+            Ok::<_, Infallible>(http_body::Frame::data(Bytes::from_static(&[
+                0, 0, 0, 0, 1, 0x08,
+            ]))),
+            Ok(http_body::Frame::trailers(trailers)),
+        ];
+        let body = BodyExt::boxed(http_body_util::StreamBody::new(futures_util::stream::iter(
+            frames,
+        )));
+        let mut resp = Response::new(body);
+        resp.headers_mut()
+            .insert("content-type", "application/grpc".parse().expect("value"));
+        resp.headers_mut()
+            .insert("x-upstream", name.parse().expect("value"));
+        return resp;
+    }
     let mut status = StatusCode::OK;
     let delay = path
         .strip_prefix("/slow/")
@@ -180,7 +264,7 @@ async fn answer(
         "headers": headers,
         "body_len": body.len(),
     });
-    let mut resp = Response::new(Full::new(Bytes::from(json.to_string())));
+    let mut resp = Response::new(full(json.to_string()));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert("x-upstream", name.parse().expect("header value"));
@@ -225,6 +309,67 @@ impl WsEchoUpstream {
 }
 
 impl Drop for WsEchoUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An HTTP/2 upstream that refuses its first `refuse` streams (RST_STREAM REFUSED_STREAM, the
+/// signal that nothing was processed) and answers 200 "ok" after that.
+pub struct RefusingH2Upstream {
+    pub addr: SocketAddr,
+    streams: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl RefusingH2Upstream {
+    pub async fn start(refuse: usize) -> RefusingH2Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let streams = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&streams);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let counter = Arc::clone(&counter);
+                tokio::spawn(async move {
+                    let Ok(mut conn) = h2::server::handshake(stream).await else {
+                        return;
+                    };
+                    while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                        if n <= refuse {
+                            respond.send_reset(h2::Reason::REFUSED_STREAM);
+                            continue;
+                        }
+                        let resp = http::Response::builder()
+                            .status(200)
+                            .header("x-upstream", "refusing")
+                            .body(())
+                            .expect("response");
+                        if let Ok(mut body) = respond.send_response(resp, false) {
+                            let _ = body.send_data(Bytes::from_static(b"ok"), true);
+                        }
+                    }
+                });
+            }
+        });
+        RefusingH2Upstream {
+            addr,
+            streams,
+            task,
+        }
+    }
+
+    /// Streams opened so far (refused or answered).
+    pub fn streams(&self) -> usize {
+        self.streams.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for RefusingH2Upstream {
     fn drop(&mut self) {
         self.task.abort();
     }

@@ -16,17 +16,27 @@ async fn read_lines(path: &std::path::Path, want: usize) -> Vec<String> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("{} never had {want} lines: {:?}", path.display(), std::fs::read_to_string(path));
+    panic!(
+        "{} never had {want} lines: {:?}",
+        path.display(),
+        std::fs::read_to_string(path)
+    );
 }
 
 #[tokio::test]
 async fn default_envoy_line_and_json_lines() {
     let up = Upstream::start("a", UpstreamProtocol::Http1).await;
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let text_log = dir.path().join("access.log");
     let json_log = dir.path().join("access.json");
-    let base = table_yaml(ROUTES, &[("a", &[up.addr], "HTTP1"), ("dead", &[dead], "HTTP1")]);
+    let base = table_yaml(
+        ROUTES,
+        &[("a", &[up.addr], "HTTP1"), ("dead", &[dead], "HTTP1")],
+    );
     // Two listeners on the same routes: one with the default text line, one with JSON.
     let listener = base.split("clusters:").next().unwrap().to_owned();
     let second = listener
@@ -38,28 +48,70 @@ async fn default_envoy_line_and_json_lines() {
         ))
         .replace("- name: app", "- name: app2")
         .replace("- name: gone", "- name: gone2");
-    let first = listener.replace("    virtualHosts:", &format!("    accessLog:\n      path: {}\n    virtualHosts:", text_log.display()));
-    let yaml = format!("{first}{second}clusters:{}", base.split("clusters:").nth(1).unwrap());
+    let first = listener.replace(
+        "    virtualHosts:",
+        &format!(
+            "    accessLog:\n      path: {}\n    virtualHosts:",
+            text_log.display()
+        ),
+    );
+    let yaml = format!(
+        "{first}{second}clusters:{}",
+        base.split("clusters:").nth(1).unwrap()
+    );
     let proxy = ProxyProcess::start(&yaml).await.expect("proxy");
     let c = Client::http1();
 
     let web = proxy.url("web").await;
-    let r = c.get_with(&format!("{web}/app/x?y=1"), &[("user-agent", "tester/1.0"), ("x-request-id", "rid-1")]).await.unwrap();
+    let r = c
+        .get_with(
+            &format!("{web}/app/x?y=1"),
+            &[("user-agent", "tester/1.0"), ("x-request-id", "rid-1")],
+        )
+        .await
+        .unwrap();
     assert_eq!(r.status, 200);
     c.get(&format!("{web}/gone")).await.unwrap();
     c.get(&format!("{web}/nothing")).await.unwrap();
     let lines = read_lines(&text_log, 3).await;
     // [START_TIME] "METHOD PATH PROTOCOL" CODE FLAGS RX TX DURATION UPSTREAM_TIME "XFF" "UA" "REQ-ID" "AUTHORITY" "UPSTREAM_HOST"
     let ok = &lines[0];
-    assert!(ok.starts_with("[20") && ok.contains("Z] \"GET /app/x?y=1 HTTP/1.1\" 200 - 0 "), "{ok}");
-    assert!(ok.ends_with(&format!("\"127.0.0.1\" \"tester/1.0\" \"rid-1\" \"{}\" \"{}\"", web.trim_start_matches("http://"), up.addr)), "{ok}");
-    assert!(lines[1].contains("\"GET /gone HTTP/1.1\" 503 UF "), "{}", lines[1]);
-    assert!(lines[2].contains("\"GET /nothing HTTP/1.1\" 404 NR "), "{}", lines[2]);
-    assert!(lines[2].ends_with("\"-\""), "no upstream host for a 404: {}", lines[2]);
+    assert!(
+        ok.starts_with("[20") && ok.contains("Z] \"GET /app/x?y=1 HTTP/1.1\" 200 - 0 "),
+        "{ok}"
+    );
+    assert!(
+        ok.ends_with(&format!(
+            "\"127.0.0.1\" \"tester/1.0\" \"rid-1\" \"{}\" \"{}\"",
+            web.trim_start_matches("http://"),
+            up.addr
+        )),
+        "{ok}"
+    );
+    assert!(
+        lines[1].contains("\"GET /gone HTTP/1.1\" 503 UF "),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].contains("\"GET /nothing HTTP/1.1\" 404 NR "),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[2].ends_with("\"-\""),
+        "no upstream host for a 404: {}",
+        lines[2]
+    );
 
     let api = proxy.url("api").await;
-    c.get_with(&format!("{api}/app/1"), &[("user-agent", "json/2")]).await.unwrap();
-    Client::http2().get(&format!("{api}/nothing")).await.unwrap();
+    c.get_with(&format!("{api}/app/1"), &[("user-agent", "json/2")])
+        .await
+        .unwrap();
+    Client::http2()
+        .get(&format!("{api}/nothing"))
+        .await
+        .unwrap();
     let lines = read_lines(&json_log, 2).await;
     let first: serde_json::Value = serde_json::from_str(&lines[0]).expect("json line");
     assert_eq!(first["status"], 200);
@@ -70,7 +122,10 @@ async fn default_envoy_line_and_json_lines() {
     assert_eq!(first["agent"], "json/2");
     assert!(first["bytes"].as_u64().unwrap() > 0);
     let second: serde_json::Value = serde_json::from_str(&lines[1]).expect("json line");
-    assert_eq!((second["status"].as_u64(), second["flags"].as_str()), (Some(404), Some("NR")));
+    assert_eq!(
+        (second["status"].as_u64(), second["flags"].as_str()),
+        (Some(404), Some("NR"))
+    );
 }
 
 #[tokio::test]
@@ -78,6 +133,13 @@ async fn a_bad_format_string_is_a_config_error() {
     let up = Upstream::start("a", UpstreamProtocol::Http1).await;
     let yaml = table_yaml(ROUTES, &[("a", &[up.addr], "HTTP1"), ("dead", &[up.addr], "HTTP1")])
         .replace("    virtualHosts:", "    accessLog:\n      path: /dev/stdout\n      text: '%NOT_AN_OPERATOR%'\n    virtualHosts:");
-    let err = ProxyProcess::start(&yaml).await.err().expect("refused").to_string();
-    assert!(err.contains("listeners[0].accessLog.text") && err.contains("NOT_AN_OPERATOR"), "{err}");
+    let err = ProxyProcess::start(&yaml)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("listeners[0].accessLog.text") && err.contains("NOT_AN_OPERATOR"),
+        "{err}"
+    );
 }

@@ -562,6 +562,48 @@ async fn clusters_sharing_a_hostname_share_one_resolution_loop() {
 }
 
 #[tokio::test]
+async fn refresh_bounds_cap_a_long_ttl() {
+    let dns = DnsServer::start().await;
+    let up = Upstream::start("ttl", UpstreamProtocol::Http1).await;
+    // A TTL far above every ceiling: the refresh bounds alone set the pace.
+    dns.set_ttl(3600);
+    dns.set("table.ferry.test", &[up.addr.ip()]);
+    dns.set("own.ferry.test", &[up.addr.ip()]);
+    let port = up.addr.port();
+    let yaml = table(
+        "v1",
+        &[
+            dns_cluster("bytable", "table.ferry.test", port, ""),
+            dns_cluster(
+                "byown",
+                "own.ferry.test",
+                port,
+                ", refresh: { min: 0.1s, max: 0.4s }",
+            ),
+        ],
+        &format!(
+            "dns: {{ servers: [\"{}\"], minRefresh: 0.5s, maxRefresh: 1s }}\n",
+            dns.addr
+        ),
+    );
+    let proxy = ProxyProcess::start(&yaml).await.expect("proxy");
+    wait_for_endpoints(&proxy, "bytable", &[up.addr]).await;
+    wait_for_endpoints(&proxy, "byown", &[up.addr]).await;
+    let (t0, o0) = (
+        dns.queries("table.ferry.test"),
+        dns.queries("own.ferry.test"),
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let table_rate = dns.queries("table.ferry.test") - t0;
+    let own_rate = dns.queries("own.ferry.test") - o0;
+    eprintln!(
+        "in 3s: {table_rate} queries under maxRefresh 1s, {own_rate} under refresh.max 400ms"
+    );
+    assert!((2..=4).contains(&table_rate), "{table_rate}");
+    assert!((5..=9).contains(&own_rate), "{own_rate}");
+}
+
+#[tokio::test]
 async fn table_swaps_keep_the_loop_of_a_reused_cluster_and_end_a_removed_one() {
     let dns = DnsServer::start().await;
     let up = Upstream::start("kept", UpstreamProtocol::Http1).await;

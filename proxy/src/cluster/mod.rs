@@ -71,7 +71,11 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn new(definition: v1::Cluster, settings: ClusterSettings, metrics: ClusterMetrics) -> Cluster {
+    pub fn new(
+        definition: v1::Cluster,
+        settings: ClusterSettings,
+        metrics: ClusterMetrics,
+    ) -> Cluster {
         Cluster {
             name: definition.name.clone(),
             definition,
@@ -135,7 +139,8 @@ impl Cluster {
         }
         let now = now_ms();
         let tried = |e: &Arc<Endpoint>| exclude.iter().any(|x| Arc::ptr_eq(x, e));
-        let usable = |e: &Arc<Endpoint>| e.health.is_healthy() && !e.outlier.is_ejected(now) && !tried(e);
+        let usable =
+            |e: &Arc<Endpoint>| e.health.is_healthy() && !e.outlier.is_ejected(now) && !tried(e);
         // The balancer's own choice first, a few times; then a scan.
         for _ in 0..3 {
             let e = &eps[self.choose(&eps)];
@@ -145,7 +150,10 @@ impl Cluster {
         }
         let start = fastrand::usize(..n);
         let ring = || (0..n).map(|i| &eps[(start + i) % n]);
-        let chosen = ring().find(|e| usable(e)).or_else(|| ring().find(|e| !tried(e))).unwrap_or(&eps[start]);
+        let chosen = ring()
+            .find(|e| usable(e))
+            .or_else(|| ring().find(|e| !tried(e)))
+            .unwrap_or(&eps[start]);
         Some(Arc::clone(chosen))
     }
 
@@ -161,7 +169,11 @@ impl Cluster {
                 let a = fastrand::usize(..n);
                 // A second, distinct index: shift by 1..n.
                 let b = (a + 1 + fastrand::usize(..n - 1)) % n;
-                if eps[b].active_requests() < eps[a].active_requests() { b } else { a }
+                if eps[b].active_requests() < eps[a].active_requests() {
+                    b
+                } else {
+                    a
+                }
             }
         }
     }
@@ -183,7 +195,8 @@ impl Cluster {
         }
         let ejected = eps.iter().filter(|e| e.outlier.is_ejected(now)).count();
         // At least one endpoint may always be ejected, as in Envoy.
-        let within = ejected == 0 || (ejected + 1) * 100 <= policy.max_ejection_percent as usize * eps.len();
+        let within =
+            ejected == 0 || (ejected + 1) * 100 <= policy.max_ejection_percent as usize * eps.len();
         if within {
             let length = ep.outlier.eject(policy);
             self.metrics.ejections.inc();
@@ -195,7 +208,10 @@ impl Cluster {
     pub fn membership(&self) -> (usize, usize) {
         let eps = self.endpoints.load();
         let now = now_ms();
-        let healthy = eps.iter().filter(|e| e.health.is_healthy() && !e.outlier.is_ejected(now)).count();
+        let healthy = eps
+            .iter()
+            .filter(|e| e.health.is_healthy() && !e.outlier.is_ejected(now))
+            .count();
         let ejected = eps.iter().filter(|e| e.outlier.is_ejected(now)).count();
         (healthy, ejected)
     }
@@ -217,7 +233,14 @@ mod tests {
             health: None,
             breakers: None,
         };
-        let c = Cluster::new(v1::Cluster { name: "c".into(), ..Default::default() }, settings, m.cluster("c"));
+        let c = Cluster::new(
+            v1::Cluster {
+                name: "c".into(),
+                ..Default::default()
+            },
+            settings,
+            m.cluster("c"),
+        );
         let addrs: Vec<SocketAddr> = (0..n)
             .map(|i| SocketAddr::from(([127, 0, 0, 1], 9000 + i)))
             .collect();

@@ -48,20 +48,32 @@ enum RequestKind {
 
 impl RequestBody {
     pub fn empty() -> RequestBody {
-        RequestBody { kind: RequestKind::Empty, counter: None }
+        RequestBody {
+            kind: RequestKind::Empty,
+            counter: None,
+        }
     }
 
     pub fn stream(body: Incoming, counter: Option<Arc<AtomicU64>>) -> RequestBody {
-        RequestBody { kind: RequestKind::Stream(body), counter }
+        RequestBody {
+            kind: RequestKind::Stream(body),
+            counter,
+        }
     }
 
     pub fn buffered(b: &Buffered) -> RequestBody {
         let data = (!b.data.is_empty()).then(|| b.data.clone());
-        RequestBody { kind: RequestKind::Buffered(data, b.trailers.clone()), counter: None }
+        RequestBody {
+            kind: RequestKind::Buffered(data, b.trailers.clone()),
+            counter: None,
+        }
     }
 
     pub fn prefixed(prefix: Bytes, rest: Incoming, counter: Option<Arc<AtomicU64>>) -> RequestBody {
-        RequestBody { kind: RequestKind::Prefixed(Some(prefix), rest), counter }
+        RequestBody {
+            kind: RequestKind::Prefixed(Some(prefix), rest),
+            counter,
+        }
     }
 }
 
@@ -112,7 +124,9 @@ impl Body for RequestBody {
         match &self.kind {
             RequestKind::Empty => SizeHint::with_exact(0),
             RequestKind::Stream(b) => b.size_hint(),
-            RequestKind::Buffered(d, _) => SizeHint::with_exact(d.as_ref().map_or(0, |d| d.len() as u64)),
+            RequestKind::Buffered(d, _) => {
+                SizeHint::with_exact(d.as_ref().map_or(0, |d| d.len() as u64))
+            }
             RequestKind::Prefixed(p, rest) => {
                 let extra = p.as_ref().map_or(0, |p| p.len() as u64);
                 let h = rest.size_hint();
@@ -185,7 +199,10 @@ impl Completion {
             p.release();
         }
         let elapsed = self.start.elapsed();
-        self.listener.metrics.duration.observe(elapsed.as_secs_f64());
+        self.listener
+            .metrics
+            .duration
+            .observe(elapsed.as_secs_f64());
         let (Some(log), Some(logger)) = (self.log.take(), self.listener.access_log.as_ref()) else {
             return;
         };
@@ -257,13 +274,23 @@ impl ResponseBody {
             }
             UpstreamBody::Prefixed(p, rest) => Inner::Ready(Some(p), None, Some(rest)),
         };
-        ResponseBody { inner, completion: Some(completion), idle, idle_timer: None }
+        ResponseBody {
+            inner,
+            completion: Some(completion),
+            idle,
+            idle_timer: None,
+        }
     }
 
     /// A response made by the proxy itself.
     pub fn local(body: Bytes, completion: Option<Completion>) -> Self {
         let body = (!body.is_empty()).then_some(body);
-        ResponseBody { inner: Inner::Ready(body, None, None), completion, idle: None, idle_timer: None }
+        ResponseBody {
+            inner: Inner::Ready(body, None, None),
+            completion,
+            idle: None,
+            idle_timer: None,
+        }
     }
 
     fn end(&mut self, complete: bool) {
@@ -279,7 +306,10 @@ impl ResponseBody {
     }
 
     /// Polls the upstream stream, applying the stream idle timeout while it keeps us waiting.
-    fn poll_upstream(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_upstream(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let stream = match &mut self.inner {
             Inner::Upstream(b) => b,
             Inner::Ready(_, _, Some(b)) => b,
@@ -293,8 +323,12 @@ impl ResponseBody {
                 Poll::Ready(frame.map(|f| f.map_err(BoxError::from)))
             }
             Poll::Pending => {
-                let Some(d) = self.idle else { return Poll::Pending };
-                let timer = self.idle_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(d)));
+                let Some(d) = self.idle else {
+                    return Poll::Pending;
+                };
+                let timer = self
+                    .idle_timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(d)));
                 ready!(timer.as_mut().poll(cx));
                 self.flag(ResponseFlags::STREAM_IDLE_TIMEOUT);
                 Poll::Ready(Some(Err(Box::new(StreamIdle(d)))))
@@ -314,7 +348,9 @@ impl Body for ResponseBody {
         let this = self.get_mut();
         let frame = match &mut this.inner {
             Inner::Ready(data @ Some(_), _, _) => data.take().map(|d| Ok(Frame::data(d))),
-            Inner::Ready(None, trailers @ Some(_), _) => trailers.take().map(|t| Ok(Frame::trailers(t))),
+            Inner::Ready(None, trailers @ Some(_), _) => {
+                trailers.take().map(|t| Ok(Frame::trailers(t)))
+            }
             _ => ready!(this.poll_upstream(cx)),
         };
         match &frame {
@@ -335,14 +371,18 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.inner {
             Inner::Upstream(b) => b.is_end_stream(),
-            Inner::Ready(d, t, rest) => d.is_none() && t.is_none() && rest.as_ref().is_none_or(|r| r.is_end_stream()),
+            Inner::Ready(d, t, rest) => {
+                d.is_none() && t.is_none() && rest.as_ref().is_none_or(|r| r.is_end_stream())
+            }
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
             Inner::Upstream(b) => b.size_hint(),
-            Inner::Ready(d, _, None) => SizeHint::with_exact(d.as_ref().map_or(0, |b| b.len() as u64)),
+            Inner::Ready(d, _, None) => {
+                SizeHint::with_exact(d.as_ref().map_or(0, |b| b.len() as u64))
+            }
             Inner::Ready(..) => SizeHint::default(),
         }
     }

@@ -113,7 +113,9 @@ pub fn serve_connection(
         async move { Ok::<_, Infallible>(super::handle(&ctx, &info, req).await) }
     });
     let io = TokioIo::new(Tracked::new(stream, Arc::clone(&activity)));
-    let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
+    let conn = builder
+        .serve_connection_with_upgrades(io, service)
+        .into_owned();
     let conn = graceful.watch(conn);
     let name = ctx.name.clone();
     let idle_timeout = limits.idle_timeout;

@@ -52,13 +52,22 @@ pub struct PreparedBody {
 impl PreparedBody {
     /// A body that streams once (no retry policy, or an upgrade).
     pub fn once(body: RequestBody) -> PreparedBody {
-        PreparedBody { first: Some(body), replay: None }
+        PreparedBody {
+            first: Some(body),
+            replay: None,
+        }
     }
 
     /// Reads `body` into memory when it fits in [`MAX_REPLAY_BYTES`], so that retries can resend it.
-    pub async fn replayable(mut body: Incoming, counter: Option<Arc<AtomicU64>>) -> Result<PreparedBody, hyper::Error> {
+    pub async fn replayable(
+        mut body: Incoming,
+        counter: Option<Arc<AtomicU64>>,
+    ) -> Result<PreparedBody, hyper::Error> {
         if body.is_end_stream() {
-            return Ok(PreparedBody { first: Some(RequestBody::empty()), replay: Some(Buffered::default()) });
+            return Ok(PreparedBody {
+                first: Some(RequestBody::empty()),
+                replay: Some(Buffered::default()),
+            });
         }
         if body.size_hint().lower() > MAX_REPLAY_BYTES as u64 {
             return Ok(PreparedBody::once(RequestBody::stream(body, counter)));
@@ -80,12 +89,20 @@ impl PreparedBody {
                 Err(frame) => trailers = frame.into_trailers().ok(),
             }
         }
-        let buffered = Buffered { data: data.freeze(), trailers };
-        Ok(PreparedBody { first: Some(RequestBody::buffered(&buffered)), replay: Some(buffered) })
+        let buffered = Buffered {
+            data: data.freeze(),
+            trailers,
+        };
+        Ok(PreparedBody {
+            first: Some(RequestBody::buffered(&buffered)),
+            replay: Some(buffered),
+        })
     }
 
     fn next(&mut self) -> Option<RequestBody> {
-        self.first.take().or_else(|| self.replay.as_ref().map(RequestBody::buffered))
+        self.first
+            .take()
+            .or_else(|| self.replay.as_ref().map(RequestBody::buffered))
     }
 }
 
@@ -98,17 +115,20 @@ pub async fn forward(
     policy: Option<&RetryPolicy>,
     upgrade: bool,
 ) -> Result<Forwarded, Failed> {
-    let _in_flight = policy.map(|_| cluster.retry_budget.request());
+    if policy.is_some() {
+        cluster.retry_budget.record_request();
+    }
     let mut tried: Vec<Arc<Endpoint>> = Vec::new();
     let mut endpoint = first;
     let mut retries = 0u32;
-    let mut _retry_slot = None;
     let mut flags = ResponseFlags::NONE;
     let mut parts = Some(parts);
     loop {
         // Without a policy the request is built once, by moving its parts.
         let request = match (policy, parts.take()) {
-            (None, Some(p)) => Request::from_parts(p, body.next().unwrap_or_else(RequestBody::empty)),
+            (None, Some(p)) => {
+                Request::from_parts(p, body.next().unwrap_or_else(RequestBody::empty))
+            }
             (_, Some(p)) => {
                 let r = clone_request(&p, body.next().unwrap_or_else(RequestBody::empty));
                 parts = Some(p);
@@ -120,7 +140,9 @@ pub async fn forward(
         let sent_at = Instant::now();
         let send = cluster::send(cluster, &endpoint, request, upgrade);
         let result = match policy.and_then(|p| p.per_try_timeout) {
-            Some(t) => tokio::time::timeout(t, send).await.unwrap_or(Err(UpstreamError::Timeout(t))),
+            Some(t) => tokio::time::timeout(t, send)
+                .await
+                .unwrap_or(Err(UpstreamError::Timeout(t))),
             None => send.await,
         };
         let upstream_time = sent_at.elapsed();
@@ -129,7 +151,10 @@ pub async fn forward(
         let (response, outcome) = match result {
             Ok((resp, pooled)) => {
                 let (head, body, grpc) = read_grpc_status(resp, policy).await;
-                let outcome = Outcome::Response { status: head.status.as_u16(), grpc };
+                let outcome = Outcome::Response {
+                    status: head.status.as_u16(),
+                    grpc,
+                };
                 (Ok((head, body, pooled)), outcome)
             }
             Err(e) => {
@@ -146,10 +171,10 @@ pub async fn forward(
         let can_replay = body.replay.is_some();
         if let (true, true, Some(p)) = (wants_retry, can_replay, policy) {
             if retries >= p.max_retries {
+                tracing::debug!(cluster = %cluster.name, endpoint = %endpoint.addr, ?outcome, retries, "not retrying: retry limit reached");
                 flags.insert(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
-            } else if let Some(slot) = cluster.retry_budget.try_retry() {
+            } else if cluster.retry_budget.try_retry() {
                 retries += 1;
-                _retry_slot = Some(slot);
                 cluster.metrics.retries.inc();
                 tracing::debug!(cluster = %cluster.name, endpoint = %endpoint.addr, ?outcome, retries, "retrying");
                 tried.push(Arc::clone(&endpoint));
@@ -159,6 +184,7 @@ pub async fn forward(
                 endpoint = cluster.pick_excluding(&tried).unwrap_or(endpoint);
                 continue;
             } else {
+                tracing::debug!(cluster = %cluster.name, endpoint = %endpoint.addr, ?outcome, "not retrying: retry budget spent");
                 cluster.metrics.retry_overflow.inc();
             }
         }
@@ -167,9 +193,20 @@ pub async fn forward(
                 if retries > 0 && !failed(outcome) {
                     cluster.metrics.retry_success.inc();
                 }
-                Ok(Forwarded { head, body, pooled, active, upstream_time, flags })
+                Ok(Forwarded {
+                    head,
+                    body,
+                    pooled,
+                    active,
+                    upstream_time,
+                    flags,
+                })
             }
-            Err(error) => Err(Failed { error, active, flags }),
+            Err(error) => Err(Failed {
+                error,
+                active,
+                flags,
+            }),
         };
     }
 }
@@ -218,22 +255,47 @@ fn grpc_status(h: &HeaderMap) -> Option<u32> {
 
 /// The response head and body, and its gRPC status. When the policy retries on gRPC statuses and
 /// the status is not in the headers, the trailers are read (responses up to MAX_REPLAY_BYTES).
-async fn read_grpc_status(resp: Response<Incoming>, policy: Option<&RetryPolicy>) -> (http::response::Parts, UpstreamBody, Option<u32>) {
+async fn read_grpc_status(
+    resp: Response<Incoming>,
+    policy: Option<&RetryPolicy>,
+) -> (http::response::Parts, UpstreamBody, Option<u32>) {
     let (head, mut body) = resp.into_parts();
     let in_headers = grpc_status(&head.headers);
     let is_grpc = head
         .headers
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-    if in_headers.is_some() || !is_grpc || !policy.is_some_and(RetryPolicy::watches_grpc) || body.is_end_stream() {
+    if in_headers.is_some()
+        || !is_grpc
+        || !policy.is_some_and(RetryPolicy::watches_grpc)
+        || body.is_end_stream()
+    {
         return (head, UpstreamBody::Stream(body), in_headers);
     }
     let mut data = BytesMut::new();
     loop {
         match body.frame().await {
-            None => return (head, UpstreamBody::Buffered(Buffered { data: data.freeze(), trailers: None }), None),
+            None => {
+                return (
+                    head,
+                    UpstreamBody::Buffered(Buffered {
+                        data: data.freeze(),
+                        trailers: None,
+                    }),
+                    None,
+                );
+            }
             // A broken stream: pass on what arrived; the client sees the stream end early.
-            Some(Err(_)) => return (head, UpstreamBody::Buffered(Buffered { data: data.freeze(), trailers: None }), None),
+            Some(Err(_)) => {
+                return (
+                    head,
+                    UpstreamBody::Buffered(Buffered {
+                        data: data.freeze(),
+                        trailers: None,
+                    }),
+                    None,
+                );
+            }
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(d) => {
                     data.extend_from_slice(&d);
@@ -245,7 +307,14 @@ async fn read_grpc_status(resp: Response<Incoming>, policy: Option<&RetryPolicy>
                 Err(frame) => {
                     let trailers = frame.into_trailers().ok();
                     let status = trailers.as_ref().and_then(grpc_status);
-                    return (head, UpstreamBody::Buffered(Buffered { data: data.freeze(), trailers }), status);
+                    return (
+                        head,
+                        UpstreamBody::Buffered(Buffered {
+                            data: data.freeze(),
+                            trailers,
+                        }),
+                        status,
+                    );
                 }
             },
         }

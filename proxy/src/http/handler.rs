@@ -12,13 +12,13 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
 use super::body::{Completion, LogContext, RequestBody, ResponseBody, UpstreamBody};
-use super::forward::{Failed, Forwarded, PreparedBody, forward};
 use super::conn::{ConnInfo, ListenerCtx};
+use super::forward::{Failed, Forwarded, PreparedBody, forward};
 use super::headers::{add_forwarding, ensure_request_id, strip_hop_by_hop, wants_upgrade};
 use super::upgrade;
 use crate::cluster::{UpstreamError, UpstreamProtocol};
-use crate::resilience::limits::Overflow;
 use crate::flags::ResponseFlags;
+use crate::resilience::limits::Overflow;
 use crate::route::{RequestView, normalize_path};
 
 pub async fn handle(
@@ -216,7 +216,10 @@ pub async fn handle(
             }
         }
     }
-    let counter = completion.log.as_ref().map(|log| Arc::clone(&log.bytes_received));
+    let counter = completion
+        .log
+        .as_ref()
+        .map(|log| Arc::clone(&log.bytes_received));
     let policy = route.action.retry.as_ref().filter(|_| !upgrade);
     let breakers = cluster.breakers.as_ref();
     completion.in_flight = Some(conn.activity.request());
@@ -238,7 +241,9 @@ pub async fn handle(
         Ok::<_, Refused>((result, permits))
     };
     let outcome = match route.action.request_timeout {
-        Some(t) => tokio::time::timeout(t, forwarding).await.unwrap_or(Err(Refused::Timeout)),
+        Some(t) => tokio::time::timeout(t, forwarding)
+            .await
+            .unwrap_or(Err(Refused::Timeout)),
         None => forwarding.await,
     };
     let (result, permits) = match outcome {
@@ -249,30 +254,61 @@ pub async fn handle(
                 Overflow::Requests => cluster.metrics.overflow_requests.inc(),
             }
             route.metrics.record(503);
-            let msg = format!("upstream overflow: cluster {:?} is at its {} limit\n", cluster.name, kind.label());
-            return local_reply(StatusCode::SERVICE_UNAVAILABLE, msg, completion, ResponseFlags::UPSTREAM_OVERFLOW);
+            let msg = format!(
+                "upstream overflow: cluster {:?} is at its {} limit\n",
+                cluster.name,
+                kind.label()
+            );
+            return local_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                msg,
+                completion,
+                ResponseFlags::UPSTREAM_OVERFLOW,
+            );
         }
         Err(Refused::ClientBody(e)) => {
             route.metrics.record(400);
             let msg = format!("could not read the request body: {e}\n");
-            return local_reply(StatusCode::BAD_REQUEST, msg, completion, ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+            return local_reply(
+                StatusCode::BAD_REQUEST,
+                msg,
+                completion,
+                ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION,
+            );
         }
         Err(Refused::Timeout) => {
             cluster.metrics.timeouts.inc();
             route.metrics.record(504);
-            return local_reply(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout\n", completion, ResponseFlags::UPSTREAM_TIMEOUT);
+            return local_reply(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream request timeout\n",
+                completion,
+                ResponseFlags::UPSTREAM_TIMEOUT,
+            );
         }
     };
     completion.permits = permits;
     let forwarded = match result {
         Ok(f) => f,
-        Err(Failed { error, active, flags }) => {
+        Err(Failed {
+            error,
+            active,
+            flags,
+        }) => {
             completion.active = Some(active);
             completion.flags.insert(flags);
             let (status, flag) = match &error {
-                UpstreamError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, ResponseFlags::UPSTREAM_TIMEOUT),
-                e if e.is_connect() => (StatusCode::SERVICE_UNAVAILABLE, ResponseFlags::UPSTREAM_CONNECT_FAILURE),
-                _ => (StatusCode::SERVICE_UNAVAILABLE, ResponseFlags::UPSTREAM_CONNECTION_TERMINATION),
+                UpstreamError::Timeout(_) => {
+                    (StatusCode::GATEWAY_TIMEOUT, ResponseFlags::UPSTREAM_TIMEOUT)
+                }
+                e if e.is_connect() => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ResponseFlags::UPSTREAM_CONNECT_FAILURE,
+                ),
+                _ => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
+                ),
             };
             if status == StatusCode::GATEWAY_TIMEOUT {
                 cluster.metrics.timeouts.inc();
@@ -281,15 +317,27 @@ pub async fn handle(
             route.metrics.record(status.as_u16());
             let msg = match status {
                 StatusCode::GATEWAY_TIMEOUT => "upstream request timeout\n".to_owned(),
-                _ => format!("upstream connect error or disconnect/reset before headers: {error}\n"),
+                _ => {
+                    format!("upstream connect error or disconnect/reset before headers: {error}\n")
+                }
             };
             return local_reply(status, msg, completion, flag);
         }
     };
-    let Forwarded { mut head, body, pooled, active, upstream_time, flags } = forwarded;
+    let Forwarded {
+        mut head,
+        body,
+        pooled,
+        active,
+        upstream_time,
+        flags,
+    } = forwarded;
     let status = head.status.as_u16();
     cluster.metrics.record(status);
-    cluster.metrics.duration.observe(upstream_time.as_secs_f64());
+    cluster
+        .metrics
+        .duration
+        .observe(upstream_time.as_secs_f64());
     route.metrics.record(status);
 
     let switching = upgrade && head.status == StatusCode::SWITCHING_PROTOCOLS;

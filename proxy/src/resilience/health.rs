@@ -49,7 +49,11 @@ pub struct HealthState {
 
 impl Default for HealthState {
     fn default() -> Self {
-        HealthState { healthy: AtomicBool::new(true), successes: AtomicU32::new(0), failures: AtomicU32::new(0) }
+        HealthState {
+            healthy: AtomicBool::new(true),
+            successes: AtomicU32::new(0),
+            failures: AtomicU32::new(0),
+        }
     }
 }
 
@@ -91,7 +95,9 @@ pub fn spawn(cluster: Weak<Cluster>, policy: HealthPolicy) {
             let endpoints = c.endpoints();
             let name = c.name.clone();
             drop(c);
-            let checks = endpoints.iter().map(|ep| check_one(Arc::clone(ep), &policy, &name));
+            let checks = endpoints
+                .iter()
+                .map(|ep| check_one(Arc::clone(ep), &policy, &name));
             futures_util::future::join_all(checks).await;
             // Jitter (up to 10%) keeps many proxies from probing in lockstep.
             let jitter = policy.interval.mul_f64(fastrand::f64() * 0.1);
@@ -120,7 +126,9 @@ async fn check_one(ep: Arc<Endpoint>, policy: &HealthPolicy, cluster: &str) {
 
 /// Runs one probe: `Ok(healthy?)`, or `Err(why it could not be asked)`.
 async fn probe(addr: SocketAddr, probe: &Probe, cluster: &str) -> Result<bool, String> {
-    let stream = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
     let _ = stream.set_nodelay(true);
     let io = TokioIo::new(stream);
     match probe {
@@ -134,7 +142,7 @@ async fn probe(addr: SocketAddr, probe: &Probe, cluster: &str) -> Result<bool, S
                 .body(Empty::<Bytes>::new())
                 .map_err(|e| e.to_string())?;
             let resp = s.send_request(req).await.map_err(|e| e.to_string())?;
-            Ok(resp.status().is_success())
+            http_verdict(resp.status())
         }
         Probe::Http2 { path } => {
             let (mut s, conn) = http2::Builder::new(TokioExecutor::new())
@@ -148,9 +156,18 @@ async fn probe(addr: SocketAddr, probe: &Probe, cluster: &str) -> Result<bool, S
                 .body(Empty::<Bytes>::new())
                 .map_err(|e| e.to_string())?;
             let resp = s.send_request(req).await.map_err(|e| e.to_string())?;
-            Ok(resp.status().is_success())
+            http_verdict(resp.status())
         }
         Probe::Grpc => grpc_probe(io, cluster).await,
+    }
+}
+
+/// Any 2xx is healthy; anything else is a failure that names the status.
+fn http_verdict(status: http::StatusCode) -> Result<bool, String> {
+    if status.is_success() {
+        Ok(true)
+    } else {
+        Err(format!("answered {status}"))
     }
 }
 
@@ -170,7 +187,11 @@ async fn grpc_probe(io: TokioIo<TcpStream>, cluster: &str) -> Result<bool, Strin
         .map_err(|e| e.to_string())?;
     let resp = s.send_request(req).await.map_err(|e| e.to_string())?;
     let header_status = grpc_status(resp.headers());
-    let collected = resp.into_body().collect().await.map_err(|e| e.to_string())?;
+    let collected = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
     let trailer_status = collected.trailers().and_then(grpc_status);
     let status = trailer_status.or(header_status).unwrap_or(2);
     if status != 0 {
@@ -185,7 +206,9 @@ fn grpc_status(h: &http::HeaderMap) -> Option<u32> {
 
 /// Whether a framed HealthCheckResponse says SERVING (field 1, varint 1).
 fn serving(frame: &[u8]) -> bool {
-    let Some(message) = frame.get(5..) else { return false };
+    let Some(message) = frame.get(5..) else {
+        return false;
+    };
     // The response has one field: tag 0x08 (field 1, varint) followed by the status.
     message.windows(2).any(|w| w == [0x08, 0x01])
 }

@@ -43,7 +43,11 @@ pub struct Permits {
 
 impl CircuitBreakers {
     /// `None` when there is nothing to cap.
-    pub fn new(max_connections: u32, max_pending: u32, max_requests: u32) -> Option<CircuitBreakers> {
+    pub fn new(
+        max_connections: u32,
+        max_pending: u32,
+        max_requests: u32,
+    ) -> Option<CircuitBreakers> {
         let sem = |n: u32| (n > 0).then(|| Arc::new(Semaphore::new(n as usize)));
         let b = CircuitBreakers {
             connections: sem(max_connections),
@@ -58,7 +62,11 @@ impl CircuitBreakers {
     pub async fn acquire(&self) -> Result<Permits, Overflow> {
         let request = match &self.requests {
             None => None,
-            Some(s) => Some(Arc::clone(s).try_acquire_owned().map_err(|_| Overflow::Requests)?),
+            Some(s) => Some(
+                Arc::clone(s)
+                    .try_acquire_owned()
+                    .map_err(|_| Overflow::Requests)?,
+            ),
         };
         let connection = match &self.connections {
             None => None,
@@ -76,7 +84,10 @@ impl CircuitBreakers {
                 }
             },
         };
-        Ok(Permits { _connection: connection, _request: request })
+        Ok(Permits {
+            _connection: connection,
+            _request: request,
+        })
     }
 }
 
@@ -101,7 +112,11 @@ mod tests {
             async move { b.acquire().await.is_ok() }
         });
         tokio::task::yield_now().await;
-        assert_eq!(b.acquire().await.err(), Some(Overflow::Pending), "the queue holds one");
+        assert_eq!(
+            b.acquire().await.err(),
+            Some(Overflow::Pending),
+            "the queue holds one"
+        );
         drop(first);
         assert!(waiter.await.expect("join"));
     }

@@ -60,7 +60,9 @@ impl OutlierState {
     pub fn eject(&self, policy: &OutlierPolicy) -> Duration {
         let now = now_ms();
         // Forgive one past ejection per clean interval since the last change.
-        let interval_ms = u64::try_from(policy.interval.as_millis()).unwrap_or(u64::MAX).max(1);
+        let interval_ms = u64::try_from(policy.interval.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let clean = now.saturating_sub(self.last_change.load(Ordering::Relaxed)) / interval_ms;
         let times = self
             .times_ejected
@@ -68,7 +70,10 @@ impl OutlierState {
             .saturating_sub(u32::try_from(clean).unwrap_or(u32::MAX))
             + 1;
         self.times_ejected.store(times, Ordering::Relaxed);
-        let length = policy.base_ejection.saturating_mul(times).min(MAX_EJECTION.max(policy.base_ejection));
+        let length = policy
+            .base_ejection
+            .saturating_mul(times)
+            .min(MAX_EJECTION.max(policy.base_ejection));
         let until = now + u64::try_from(length.as_millis()).unwrap_or(u64::MAX).max(1);
         self.ejected_until.store(until, Ordering::Relaxed);
         self.last_change.store(until, Ordering::Relaxed);

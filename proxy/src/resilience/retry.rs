@@ -1,8 +1,10 @@
 //! Retry policies, App Mesh's way: which outcomes are retried (its event names and status sets),
 //! how long to wait between tries (exponential backoff with full jitter), and a budget that caps
 //! retries at a share of the cluster's requests so that retries cannot multiply an outage.
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
+
+use super::now_ms;
 
 /// The outcome of one try, as far as retrying is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,8 +70,13 @@ impl RetryPolicy {
 
     /// The wait before retry number `retry` (1-based): uniform in [0, min(max, base * 2^(retry-1))].
     pub fn backoff(&self, retry: u32) -> Duration {
-        let factor = 1u32.checked_shl(retry.saturating_sub(1)).unwrap_or(u32::MAX);
-        let cap = self.backoff_base.saturating_mul(factor).min(self.backoff_max);
+        let factor = 1u32
+            .checked_shl(retry.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        let cap = self
+            .backoff_base
+            .saturating_mul(factor)
+            .min(self.backoff_max);
         let cap_us = u64::try_from(cap.as_micros()).unwrap_or(u64::MAX);
         Duration::from_micros(fastrand::u64(..=cap_us))
     }
@@ -87,43 +94,70 @@ pub fn grpc_code(event: &str) -> Option<u32> {
     })
 }
 
-/// Caps concurrent retries per cluster at `max(MIN_CONCURRENCY, PERCENT% of requests in flight)`,
-/// as Envoy's retry budget does (20%, at least 3).
+/// Caps retries at a share of the cluster's requests over a sliding window, as Linkerd's budget
+/// does: retries may be at most `PERCENT`% of the requests of the last `WINDOW_SECS` seconds,
+/// plus a floor of `MIN_PER_SECOND` retries a second so a quiet cluster can still retry. A burst
+/// of failures is absorbed; an outage cannot be multiplied by three.
+///
+/// Ten one-second slots of atomic counters; a slot is reset when its second comes round again
+/// (racy at the edge of a second by a few counts, which a budget can afford).
 #[derive(Debug, Default)]
 pub struct RetryBudget {
+    slots: [Slot; WINDOW_SECS as usize],
+}
+
+const WINDOW_SECS: u64 = 10;
+
+#[derive(Debug, Default)]
+struct Slot {
+    second: AtomicU64,
     requests: AtomicU32,
     retries: AtomicU32,
 }
 
 impl RetryBudget {
-    const PERCENT: u32 = 20;
-    const MIN_CONCURRENCY: u32 = 3;
+    const PERCENT: u64 = 20;
+    const MIN_PER_SECOND: u64 = 10;
 
-    /// Counts a request in flight for as long as the guard lives.
-    pub fn request(&self) -> BudgetGuard<'_> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        BudgetGuard { counter: &self.requests }
-    }
-
-    /// A retry slot, or `None` when the budget is spent.
-    pub fn try_retry(&self) -> Option<BudgetGuard<'_>> {
-        let allowed = (self.requests.load(Ordering::Relaxed) * Self::PERCENT / 100).max(Self::MIN_CONCURRENCY);
-        let prev = self.retries.fetch_add(1, Ordering::Relaxed);
-        if prev >= allowed {
-            self.retries.fetch_sub(1, Ordering::Relaxed);
-            return None;
+    fn slot(&self, second: u64) -> &Slot {
+        let slot = &self.slots[(second % WINDOW_SECS) as usize];
+        if slot.second.load(Ordering::Relaxed) != second {
+            slot.second.store(second, Ordering::Relaxed);
+            slot.requests.store(0, Ordering::Relaxed);
+            slot.retries.store(0, Ordering::Relaxed);
         }
-        Some(BudgetGuard { counter: &self.retries })
+        slot
     }
-}
 
-pub struct BudgetGuard<'a> {
-    counter: &'a AtomicU32,
-}
+    /// Counts a request that could be retried.
+    pub fn record_request(&self) {
+        self.record_request_at(now_ms() / 1000);
+    }
 
-impl Drop for BudgetGuard<'_> {
-    fn drop(&mut self) {
-        self.counter.fetch_sub(1, Ordering::Relaxed);
+    /// Takes a retry from the budget; false when it is spent.
+    pub fn try_retry(&self) -> bool {
+        self.try_retry_at(now_ms() / 1000)
+    }
+
+    fn record_request_at(&self, second: u64) {
+        self.slot(second).requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn try_retry_at(&self, second: u64) -> bool {
+        let current = self.slot(second);
+        let (mut requests, mut retries) = (0u64, 0u64);
+        for s in &self.slots {
+            if second.saturating_sub(s.second.load(Ordering::Relaxed)) < WINDOW_SECS {
+                requests += u64::from(s.requests.load(Ordering::Relaxed));
+                retries += u64::from(s.retries.load(Ordering::Relaxed));
+            }
+        }
+        let allowed = Self::MIN_PER_SECOND * WINDOW_SECS + requests * Self::PERCENT / 100;
+        if retries >= allowed {
+            return false;
+        }
+        current.retries.fetch_add(1, Ordering::Relaxed);
+        true
     }
 }
 
@@ -144,7 +178,10 @@ mod tests {
     }
 
     fn status(s: u16) -> Outcome {
-        Outcome::Response { status: s, grpc: None }
+        Outcome::Response {
+            status: s,
+            grpc: None,
+        }
     }
 
     #[test]
@@ -157,10 +194,18 @@ mod tests {
             assert!(!server.retries(status(s)), "{s}");
         }
         let gateway = policy(GATEWAY_ERROR, false, &[]);
-        assert!(gateway.retries(status(502)) && gateway.retries(status(503)) && gateway.retries(status(504)));
+        assert!(
+            gateway.retries(status(502))
+                && gateway.retries(status(503))
+                && gateway.retries(status(504))
+        );
         assert!(!gateway.retries(status(500)) && !gateway.retries(status(409)));
         let client = policy(CLIENT_ERROR, false, &[]);
-        assert!(client.retries(status(409)) && !client.retries(status(500)) && !client.retries(Outcome::Reset));
+        assert!(
+            client.retries(status(409))
+                && !client.retries(status(500))
+                && !client.retries(Outcome::Reset)
+        );
     }
 
     #[test]
@@ -171,15 +216,28 @@ mod tests {
         let stream = policy(STREAM_ERROR, false, &[]);
         assert!(stream.retries(Outcome::RefusedStream) && !stream.retries(Outcome::Reset));
         let server = policy(SERVER_ERROR, false, &[]);
-        assert!(server.retries(Outcome::Reset) && server.retries(Outcome::ConnectFailure) && server.retries(Outcome::PerTryTimeout));
+        assert!(
+            server.retries(Outcome::Reset)
+                && server.retries(Outcome::ConnectFailure)
+                && server.retries(Outcome::PerTryTimeout)
+        );
     }
 
     #[test]
     fn grpc_codes() {
         let g = policy(0, false, &[14, 4]);
-        assert!(g.retries(Outcome::Response { status: 200, grpc: Some(14) }));
-        assert!(!g.retries(Outcome::Response { status: 200, grpc: Some(5) }));
-        assert!(!g.retries(Outcome::Response { status: 200, grpc: None }));
+        assert!(g.retries(Outcome::Response {
+            status: 200,
+            grpc: Some(14)
+        }));
+        assert!(!g.retries(Outcome::Response {
+            status: 200,
+            grpc: Some(5)
+        }));
+        assert!(!g.retries(Outcome::Response {
+            status: 200,
+            grpc: None
+        }));
         assert_eq!(grpc_code("unavailable"), Some(14));
     }
 
@@ -194,13 +252,16 @@ mod tests {
     }
 
     #[test]
-    fn budget_allows_at_least_three_then_twenty_percent() {
+    fn budget_is_a_floor_plus_twenty_percent_of_the_window() {
         let b = RetryBudget::default();
-        let held: Vec<_> = (0..3).filter_map(|_| b.try_retry()).collect();
-        assert_eq!(held.len(), 3);
-        assert!(b.try_retry().is_none());
-        let _requests: Vec<_> = (0..100).map(|_| b.request()).collect();
-        let more: Vec<_> = (0..50).filter_map(|_| b.try_retry()).collect();
-        assert_eq!(held.len() + more.len(), 20);
+        let granted = (0..500).filter(|_| b.try_retry_at(100)).count();
+        assert_eq!(granted, 100, "the floor: 10 a second over 10 s");
+        for _ in 0..1000 {
+            b.record_request_at(101);
+        }
+        let more = (0..500).filter(|_| b.try_retry_at(101)).count();
+        assert_eq!(more, 200, "20% of 1000 requests");
+        // Eleven seconds later the window has moved on: the floor again.
+        assert_eq!((0..500).filter(|_| b.try_retry_at(112)).count(), 100);
     }
 }

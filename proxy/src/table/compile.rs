@@ -11,14 +11,14 @@ use std::time::Duration;
 use ferry_api::v1::{self, cluster, header_match, listener, query_parameter_match, route_match};
 use http::{HeaderName, Method};
 
+use super::dns::DnsCtx;
+use super::policies;
 use super::{AccessLogger, Limits, ListenerSpec, ListenerTable, RuntimeTable};
 use crate::access_log::{Format, SinkRegistry};
-use super::policies;
 use crate::cluster::{Cluster, ClusterSettings, LbPolicy, UpstreamProtocol};
-use crate::resilience::health;
 use crate::discovery::Discovery;
 use crate::metrics::Metrics;
-use super::dns::DnsCtx;
+use crate::resilience::health;
 use crate::route::{
     HeaderMatcher, PathMatch, QueryMatcher, Rewrite, Route, RouteAction, StringMatch, VirtualHost,
     VirtualHosts, WeightedTargets,
@@ -38,7 +38,10 @@ pub struct CompileError {
     pub message: String,
 }
 
-pub(super) fn err<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, CompileError> {
+pub(super) fn err<T>(
+    path: impl Into<String>,
+    message: impl Into<String>,
+) -> Result<T, CompileError> {
     Err(CompileError {
         path: path.into(),
         message: message.into(),
