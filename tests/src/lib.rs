@@ -1,5 +1,6 @@
 //! Test harness for Ferry's end-to-end tests: real upstream servers (HTTP/1.1, HTTP/2, WebSocket)
-//! on loopback, the real `ferry-proxy` binary run as a child process, and HTTP clients.
+//! on loopback, the real `ferry-proxy` binary run as a child process, HTTP clients, and a DNS
+//! server whose records a test changes while the proxy runs.
 //!
 //! Every socket is bound to port 0 so tests run in parallel; the proxy reports its admin address
 //! through `--admin-address-path` and its listeners' bound addresses on `/listeners`.
