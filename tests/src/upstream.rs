@@ -183,6 +183,9 @@ async fn answer(state: &State, req: Request<hyper::body::Incoming>) -> Response<
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         };
+        // Still says who answered: routing tests send client traffic to /health too.
+        resp.headers_mut()
+            .insert("x-upstream", name.parse().expect("header value"));
         return resp;
     }
     state.hits.fetch_add(1, Ordering::SeqCst);
