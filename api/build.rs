@@ -3,7 +3,7 @@
 use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/ferry/v1/table.proto"];
+    let protos = ["proto/ferry/v1/table.proto", "proto/ferry/v1/agent.proto"];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }

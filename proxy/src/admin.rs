@@ -145,6 +145,7 @@ async fn route(
         },
         "/listeners" => json(&serde_json::to_value(proxy.listeners().await).unwrap_or_default()),
         "/clusters" => json(&clusters(proxy)),
+        "/certs" => json(&certs(proxy)),
         "/drain_listeners" => {
             let proxy = Arc::clone(proxy);
             tokio::spawn(async move {
@@ -174,13 +175,42 @@ async fn route(
         }
         "/" => text(
             StatusCode::OK,
-            "ferry-proxy admin: /ready /live /server_info /stats/prometheus /metrics /config_dump /listeners /clusters; POST /drain_listeners /quitquitquit /logging?level=L\n",
+            "ferry-proxy admin: /ready /live /server_info /stats/prometheus /metrics /config_dump /listeners /clusters /certs; POST /drain_listeners /quitquitquit /logging?level=L\n",
         ),
         _ => text(
             StatusCode::NOT_FOUND,
             "no such admin endpoint; GET / lists them\n",
         ),
     }
+}
+
+/// Every certificate the running table uses (listener, trust and client certificates), with expiry.
+fn certs(proxy: &Proxy) -> serde_json::Value {
+    let Some(table) = proxy.current() else {
+        return json!([]);
+    };
+    let mut out = Vec::new();
+    for l in &table.listeners {
+        if let Some(tls) = &l.table.tls {
+            for (role, path, info) in tls.certificates() {
+                out.push(
+                    json!({ "listener": l.name, "role": role, "path": path, "certificate": info }),
+                );
+            }
+        }
+    }
+    let mut names: Vec<&String> = table.clusters.keys().collect();
+    names.sort();
+    for name in names {
+        if let Some(tls) = table.clusters.get(name).and_then(|c| c.tls.as_ref()) {
+            for (role, path, info) in tls.certificates() {
+                out.push(
+                    json!({ "cluster": name, "role": role, "path": path, "certificate": info }),
+                );
+            }
+        }
+    }
+    json!(out)
 }
 
 fn clusters(proxy: &Proxy) -> serde_json::Value {

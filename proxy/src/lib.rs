@@ -15,3 +15,5 @@ pub mod resilience;
 pub mod route;
 pub mod server;
 pub mod table;
+pub mod tcp;
+pub mod tls;

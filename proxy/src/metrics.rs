@@ -50,6 +50,10 @@ pub struct Metrics {
     upstream_per_try_timeouts: IntCounterVec,
     upstream_overflow: IntCounterVec,
     outlier_ejections: IntCounterVec,
+    upstream_bytes: IntCounterVec,
+    tcp_connections: IntCounterVec,
+    tls_failures: IntCounterVec,
+    upstream_tls_failures: IntCounterVec,
     access_log_dropped: IntCounterVec,
     pub config_swaps: IntCounter,
     pub config_rejected: IntCounter,
@@ -258,6 +262,30 @@ impl Metrics {
                 "Endpoints ejected by outlier detection",
                 &["cluster"],
             ),
+            upstream_bytes: counter_vec(
+                &r,
+                "ferry_upstream_bytes_total",
+                "Bytes of TCP-proxied connections, by direction (rx: from the upstream, tx: to it)",
+                &["cluster", "direction"],
+            ),
+            tcp_connections: counter_vec(
+                &r,
+                "ferry_tcp_connections_total",
+                "Connections routed by each TCP route",
+                &["listener", "route"],
+            ),
+            tls_failures: counter_vec(
+                &r,
+                "ferry_tls_handshake_failures_total",
+                "Client TLS handshakes refused by a listener, by cause (unknown_ca, san_mismatch, expired, no_certificate, handshake_error)",
+                &["listener", "cause"],
+            ),
+            upstream_tls_failures: counter_vec(
+                &r,
+                "ferry_upstream_tls_failures_total",
+                "TLS handshakes with upstream endpoints that failed, by cause",
+                &["cluster", "cause"],
+            ),
             access_log_dropped: counter_vec(
                 &r,
                 "ferry_access_log_dropped_total",
@@ -340,11 +368,27 @@ impl Metrics {
                 .upstream_overflow
                 .with_label_values(&[cluster, "requests"]),
             ejections: self.outlier_ejections.with_label_values(&[cluster]),
+            rx_bytes: self.upstream_bytes.with_label_values(&[cluster, "rx"]),
+            tx_bytes: self.upstream_bytes.with_label_values(&[cluster, "tx"]),
         }
     }
 
     pub fn access_log_dropped(&self, path: &str) -> IntCounter {
         self.access_log_dropped.with_label_values(&[path])
+    }
+
+    pub fn tcp_route(&self, listener: &str, route: &str) -> IntCounter {
+        self.tcp_connections.with_label_values(&[listener, route])
+    }
+
+    /// The family listeners count refused TLS handshakes in.
+    pub fn tls_failures(&self) -> IntCounterVec {
+        self.tls_failures.clone()
+    }
+
+    /// The family clusters count failed upstream TLS handshakes in.
+    pub fn upstream_tls_failures(&self) -> IntCounterVec {
+        self.upstream_tls_failures.clone()
     }
 
     /// Forgets the series of a route that is gone from the table, so labels stay bounded.
@@ -429,6 +473,8 @@ pub struct ClusterMetrics {
     pub overflow_pending: IntCounter,
     pub overflow_requests: IntCounter,
     pub ejections: IntCounter,
+    pub rx_bytes: IntCounter,
+    pub tx_bytes: IntCounter,
 }
 
 impl ClusterMetrics {

@@ -111,11 +111,11 @@ fn invalid_config_at_startup_exits_non_zero_naming_file_line_and_field() {
 #[test]
 fn features_of_later_versions_are_refused_by_name() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let with_tls = VALID.replace(
+    let transparent = VALID.replace(
         "    address: 127.0.0.1:0",
-        "    address: 127.0.0.1:0\n    tls: { mode: STRICT }",
+        "    address: 127.0.0.1:0\n    originalDst: true",
     );
-    let path = write(&dir, "tls.yaml", &with_tls);
+    let path = write(&dir, "transparent.yaml", &transparent);
     let out = proxy()
         .args(["--validate", "--config"])
         .arg(&path)
@@ -123,10 +123,8 @@ fn features_of_later_versions_are_refused_by_name() {
         .expect("run");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("listeners[0].tls: TLS termination is not supported by this version"),
-        "{stderr}"
-    );
+    let want = "listeners[0].originalDst: transparent (original destination) listeners is not supported by this version";
+    assert!(stderr.contains(want), "{stderr}");
 }
 
 #[test]

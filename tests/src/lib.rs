@@ -10,6 +10,8 @@
 pub mod client;
 pub mod dns;
 pub mod proxy;
+pub mod tcp;
+pub mod tls;
 pub mod upstream;
 
 pub use client::{Client, Reply};

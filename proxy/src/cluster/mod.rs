@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use ferry_api::v1;
 
 pub use endpoint::{ActiveRequest, Endpoint};
-pub use pool::{PooledConn, UpstreamError, send};
+pub use pool::{PooledConn, UpstreamError, connect_stream, send};
 
 use crate::metrics::ClusterMetrics;
 use crate::resilience::health::HealthPolicy;
@@ -23,12 +23,15 @@ use crate::resilience::limits::CircuitBreakers;
 use crate::resilience::now_ms;
 use crate::resilience::outlier::OutlierPolicy;
 use crate::resilience::retry::RetryBudget;
+use crate::tls::client::ClientTls;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UpstreamProtocol {
     Http1,
-    /// HTTP/2 with prior knowledge (h2c); gRPC clusters use this too.
+    /// HTTP/2 with prior knowledge (h2c), or by ALPN under TLS; gRPC clusters use this too.
     Http2,
+    /// Plain TCP: only TCP routes may use the cluster.
+    Tcp,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +51,8 @@ pub struct ClusterSettings {
     pub outlier: Option<OutlierPolicy>,
     pub health: Option<HealthPolicy>,
     pub breakers: Option<CircuitBreakers>,
+    /// TLS origination (App Mesh clientPolicy tls).
+    pub tls: Option<ClientTls>,
 }
 
 pub struct Cluster {
@@ -62,6 +67,7 @@ pub struct Cluster {
     pub outlier: Option<OutlierPolicy>,
     pub health: Option<HealthPolicy>,
     pub breakers: Option<CircuitBreakers>,
+    pub tls: Option<ClientTls>,
     pub retry_budget: RetryBudget,
     pub metrics: ClusterMetrics,
     next: AtomicUsize,
@@ -86,6 +92,7 @@ impl Cluster {
             outlier: settings.outlier,
             health: settings.health,
             breakers: settings.breakers,
+            tls: settings.tls,
             retry_budget: RetryBudget::default(),
             metrics,
             next: AtomicUsize::new(0),
@@ -232,6 +239,7 @@ mod tests {
             outlier: None,
             health: None,
             breakers: None,
+            tls: None,
         };
         let c = Cluster::new(
             v1::Cluster {

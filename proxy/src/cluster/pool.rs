@@ -13,6 +13,8 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use crate::tls::ClientStream;
+
 use super::{Cluster, Endpoint, UpstreamProtocol};
 use crate::http::RequestBody;
 
@@ -26,6 +28,12 @@ pub enum UpstreamError {
     Handshake {
         addr: SocketAddr,
         source: hyper::Error,
+    },
+    #[error("TLS to {addr} failed ({}): {source}", .cause.label())]
+    Tls {
+        addr: SocketAddr,
+        cause: crate::tls::FailureCause,
+        source: io::Error,
     },
     #[error("request to {addr} failed: {source}")]
     Request {
@@ -41,7 +49,8 @@ impl UpstreamError {
     pub fn is_connect(&self) -> bool {
         matches!(
             self,
-            UpstreamError::Connect { .. }
+            UpstreamError::Tls { .. }
+                | UpstreamError::Connect { .. }
                 | UpstreamError::ConnectTimeout { .. }
                 | UpstreamError::Handshake { .. }
         )
@@ -69,7 +78,7 @@ pub async fn send(
     upgrade: bool,
 ) -> Result<(Response<Incoming>, Option<PooledConn>), UpstreamError> {
     match cluster.protocol {
-        UpstreamProtocol::Http1 => send_h1(cluster, ep, req, upgrade).await,
+        UpstreamProtocol::Http1 | UpstreamProtocol::Tcp => send_h1(cluster, ep, req, upgrade).await,
         UpstreamProtocol::Http2 => send_h2(cluster, ep, req).await.map(|r| (r, None)),
     }
 }
@@ -112,7 +121,7 @@ async fn send_h1(
             }
         }
     }
-    let io = connect(cluster, ep.addr).await?;
+    let io = connect(cluster, ep).await?;
     let (mut sender, conn) = http1::Builder::new()
         .handshake(io)
         .await
@@ -198,7 +207,7 @@ async fn h2_sender(
     if let Some(s) = ep.h2.load_full().filter(|s| !s.is_closed()) {
         return Ok((*s).clone());
     }
-    let io = connect(cluster, ep.addr).await?;
+    let io = connect(cluster, ep).await?;
     let (sender, conn) = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .handshake(io)
@@ -217,23 +226,49 @@ async fn h2_sender(
     Ok(sender)
 }
 
-async fn connect(cluster: &Cluster, addr: SocketAddr) -> Result<TokioIo<TcpStream>, UpstreamError> {
-    let attempt = TcpStream::connect(addr);
-    let result = match cluster.connect_timeout {
-        Some(after) => match tokio::time::timeout(after, attempt).await {
-            Ok(r) => r,
-            Err(_) => {
-                cluster.metrics.cx_connect_fail.inc();
-                return Err(UpstreamError::ConnectTimeout { addr, after });
+/// Opens a connection to `ep` (TLS when the cluster originates it on this port), counting it.
+pub async fn connect_stream(
+    cluster: &Cluster,
+    ep: &Endpoint,
+) -> Result<ClientStream, UpstreamError> {
+    let addr = ep.addr;
+    let attempt = async {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|source| UpstreamError::Connect { addr, source })?;
+        let _ = tcp.set_nodelay(true);
+        match cluster.tls.as_ref().filter(|t| t.applies_to(addr.port())) {
+            None => Ok(ClientStream::Plain(tcp)),
+            Some(tls) => {
+                let host = cluster.dns().map(|d| d.hostname().to_owned());
+                tls.connect(tcp, addr.ip(), host.as_deref())
+                    .await
+                    .map_err(|(cause, source)| UpstreamError::Tls {
+                        addr,
+                        cause,
+                        source,
+                    })
             }
-        },
+        }
+    };
+    let result = match cluster.connect_timeout {
+        Some(after) => tokio::time::timeout(after, attempt)
+            .await
+            .unwrap_or(Err(UpstreamError::ConnectTimeout { addr, after })),
         None => attempt.await,
     };
-    let stream = result.map_err(|source| {
-        cluster.metrics.cx_connect_fail.inc();
-        UpstreamError::Connect { addr, source }
-    })?;
-    let _ = stream.set_nodelay(true);
-    cluster.metrics.cx_total.inc();
-    Ok(TokioIo::new(stream))
+    match result {
+        Ok(s) => {
+            cluster.metrics.cx_total.inc();
+            Ok(s)
+        }
+        Err(e) => {
+            cluster.metrics.cx_connect_fail.inc();
+            Err(e)
+        }
+    }
+}
+
+async fn connect(cluster: &Cluster, ep: &Endpoint) -> Result<TokioIo<ClientStream>, UpstreamError> {
+    connect_stream(cluster, ep).await.map(TokioIo::new)
 }

@@ -4,16 +4,18 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpStream;
 
 use super::activity::{ConnActivity, Tracked};
 use crate::table::ListenerTable;
+use crate::tls::ServerStream;
 
 pub use super::activity::InFlight;
 
@@ -63,17 +65,17 @@ impl Drop for ConnGuard {
     }
 }
 
-/// Serves `stream` on its own task; the connection is watched by `graceful` for draining.
+/// Serves `stream` on its own task: TLS first when the listener terminates it, then TCP proxying
+/// or HTTP. HTTP connections are watched by `graceful` for draining.
 pub fn serve_connection(
     ctx: &Arc<ListenerCtx>,
     stream: TcpStream,
     remote: SocketAddr,
     graceful: &GracefulShutdown,
 ) {
-    let table = ctx.table.load();
-    let limits = table.limits.clone();
+    let table = ctx.table.load_full();
     table.metrics.cx_total.inc();
-    if let Some(max) = limits.max_connections
+    if let Some(max) = table.limits.max_connections
         && ctx.connections.load(Ordering::Relaxed) >= max
     {
         table.metrics.cx_overflow.inc();
@@ -84,15 +86,49 @@ pub fn serve_connection(
     table.metrics.cx_active.inc();
     let guard = ConnGuard(Arc::clone(ctx));
     let _ = stream.set_nodelay(true);
-    let activity = Arc::new(ConnActivity::default());
-    let info = ConnInfo {
-        activity: Arc::clone(&activity),
-        remote,
-        local: stream.local_addr().unwrap_or(ctx.local_addr),
-        port: ctx.local_addr.port(),
-        scheme: "http",
-    };
+    let local = stream.local_addr().unwrap_or(ctx.local_addr);
+    let watcher = graceful.watcher();
+    let ctx = Arc::clone(ctx);
+    tokio::spawn(async move {
+        let _guard = guard;
+        let handshake_timeout = table
+            .limits
+            .header_read_timeout
+            .unwrap_or(Duration::from_secs(10));
+        let io = match &table.tls {
+            None => ServerStream::Plain(stream),
+            Some(tls) => match tls.accept(stream, handshake_timeout).await {
+                Some(io) => io,
+                None => return,
+            },
+        };
+        let info = ConnInfo {
+            activity: Arc::new(ConnActivity::default()),
+            remote,
+            local,
+            port: ctx.local_addr.port(),
+            scheme: if matches!(io, ServerStream::Tls(_)) {
+                "https"
+            } else {
+                "http"
+            },
+        };
+        if table.tcp.is_some() {
+            crate::tcp::proxy(table, io, info).await;
+        } else {
+            serve_http(ctx, &table, io, info, watcher).await;
+        }
+    });
+}
 
+async fn serve_http(
+    ctx: Arc<ListenerCtx>,
+    table: &ListenerTable,
+    io: ServerStream,
+    info: ConnInfo,
+    watcher: Watcher,
+) {
+    let limits = &table.limits;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -106,34 +142,31 @@ pub fn serve_connection(
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_concurrent_streams);
 
-    let svc_ctx = Arc::clone(ctx);
+    let activity = Arc::clone(&info.activity);
+    let remote = info.remote;
+    let name = ctx.name.clone();
     let service = service_fn(move |req| {
-        let ctx = Arc::clone(&svc_ctx);
+        let ctx = Arc::clone(&ctx);
         let info = info.clone();
         async move { Ok::<_, Infallible>(super::handle(&ctx, &info, req).await) }
     });
-    let io = TokioIo::new(Tracked::new(stream, Arc::clone(&activity)));
+    let io = TokioIo::new(Tracked::new(io, Arc::clone(&activity)));
     let conn = builder
         .serve_connection_with_upgrades(io, service)
         .into_owned();
-    let conn = graceful.watch(conn);
-    let name = ctx.name.clone();
-    let idle_timeout = limits.idle_timeout;
-    tokio::spawn(async move {
-        let result = match idle_timeout {
-            None => conn.await,
-            Some(t) => tokio::select! {
-                r = conn => r,
-                // Dropping the connection closes it; nothing is in flight by construction.
-                _ = activity.idle_for(t) => {
-                    tracing::debug!(listener = %name, %remote, "closing an idle connection");
-                    Ok(())
-                }
-            },
-        };
-        if let Err(e) = result {
-            tracing::debug!(listener = %name, %remote, "connection ended with error: {e}");
-        }
-        drop(guard);
-    });
+    let conn = watcher.watch(conn);
+    let result = match limits.idle_timeout {
+        None => conn.await,
+        Some(t) => tokio::select! {
+            r = conn => r,
+            // Dropping the connection closes it; nothing is in flight by construction.
+            _ = activity.idle_for(t) => {
+                tracing::debug!(listener = %name, %remote, "closing an idle connection");
+                Ok(())
+            }
+        },
+    };
+    if let Err(e) = result {
+        tracing::debug!(listener = %name, %remote, "connection ended with error: {e}");
+    }
 }

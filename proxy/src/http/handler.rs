@@ -183,7 +183,8 @@ pub async fn handle(
     parts.extensions = http::Extensions::new();
 
     match cluster.protocol {
-        UpstreamProtocol::Http1 => {
+        // TCP clusters are refused for HTTP routes at compile time.
+        UpstreamProtocol::Http1 | UpstreamProtocol::Tcp => {
             parts.version = Version::HTTP_11;
             parts.uri = Uri::from(path_and_query);
             if let Some(a) = &route.action.rewrite.host {

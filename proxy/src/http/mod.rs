@@ -7,6 +7,7 @@ mod handler;
 mod headers;
 mod upgrade;
 
+pub use activity::{ConnActivity, Tracked};
 pub use body::{
     BoxError, Buffered, Completion, LogContext, RequestBody, ResponseBody, UpstreamBody,
 };

@@ -12,8 +12,8 @@ use ferry_api::v1::{self, cluster, header_match, listener, query_parameter_match
 use http::{HeaderName, Method};
 
 use super::dns::DnsCtx;
-use super::policies;
 use super::{AccessLogger, Limits, ListenerSpec, ListenerTable, RuntimeTable};
+use super::{policies, transport};
 use crate::access_log::{Format, SinkRegistry};
 use crate::cluster::{Cluster, ClusterSettings, LbPolicy, UpstreamProtocol};
 use crate::discovery::Discovery;
@@ -199,7 +199,7 @@ fn compile_cluster(
     let protocol = match c.protocol() {
         cluster::Protocol::Unspecified | cluster::Protocol::Http1 => UpstreamProtocol::Http1,
         cluster::Protocol::Http2 | cluster::Protocol::Grpc => UpstreamProtocol::Http2,
-        cluster::Protocol::Tcp => return not_yet(format!("{path}.protocol"), "TCP clusters", 6),
+        cluster::Protocol::Tcp => UpstreamProtocol::Tcp,
     };
     let lb = match c.lb_policy() {
         cluster::LbPolicy::RoundRobin => LbPolicy::RoundRobin,
@@ -216,9 +216,10 @@ fn compile_cluster(
         .map(|h| policies::health(h, &format!("{path}.healthCheck")))
         .transpose()?;
     let breakers = c.connection_pool.as_ref().and_then(policies::breakers);
-    if c.tls.is_some() {
-        return not_yet(format!("{path}.tls"), "TLS origination", 6);
-    }
+    let tls = match &c.tls {
+        Some(t) => transport::client_tls(t, c, protocol, &format!("{path}.tls"), metrics)?,
+        None => None,
+    };
     let addrs: Vec<SocketAddr> = match &c.discovery {
         None => return err(path, "a cluster needs staticEndpoints (or dns)"),
         // Filled in by the name's resolution loop (table/dns.rs).
@@ -252,6 +253,7 @@ fn compile_cluster(
         outlier,
         health,
         breakers,
+        tls,
     };
     let cluster = Cluster::new(c.clone(), settings, metrics.cluster(&c.name));
     cluster.set_endpoints(&addrs);
@@ -276,8 +278,18 @@ fn compile_listener(
             format!("{:?} is not an ip:port address", l.address),
         )
     })?;
-    if l.protocol() == listener::Protocol::Tcp || !l.tcp_routes.is_empty() {
-        return not_yet(format!("{path}.protocol"), "TCP listeners", 6);
+    let is_tcp = l.protocol() == listener::Protocol::Tcp;
+    if !is_tcp && !l.tcp_routes.is_empty() {
+        return err(
+            format!("{path}.tcpRoutes"),
+            "TCP routes need `protocol: TCP` on the listener",
+        );
+    }
+    if is_tcp && !l.virtual_hosts.is_empty() {
+        return err(
+            format!("{path}.virtualHosts"),
+            "a TCP listener has tcpRoutes, not virtual hosts",
+        );
     }
     if l.original_dst {
         return not_yet(
@@ -289,14 +301,10 @@ fn compile_listener(
     if l.egress_policy != 0 {
         return not_yet(format!("{path}.egressPolicy"), "egress policies", 9);
     }
-    if let Some(tls) = &l.tls
-        && !matches!(
-            tls.mode(),
-            v1::server_tls::Mode::Unspecified | v1::server_tls::Mode::Disabled
-        )
-    {
-        return not_yet(format!("{path}.tls"), "TLS termination", 6);
-    }
+    let tls = match &l.tls {
+        Some(t) => transport::server_tls(t, is_tcp, &format!("{path}.tls"), &l.name, metrics)?,
+        None => None,
+    };
     let timeouts = l.timeouts.as_ref();
     let request_timeout = timeout(
         timeouts.and_then(|t| t.request.as_ref()),
@@ -315,6 +323,17 @@ fn compile_listener(
         .map(|a| compile_access_log(a, &format!("{path}.accessLog"), sinks))
         .transpose()?;
 
+    let tcp = if is_tcp {
+        Some(transport::tcp_routes(
+            l,
+            path,
+            clusters,
+            limits.idle_timeout,
+            metrics,
+        )?)
+    } else {
+        None
+    };
     let mut vhosts = VirtualHosts::default();
     let mut seen_domains = HashSet::new();
     let mut route_names = HashSet::new();
@@ -375,6 +394,8 @@ fn compile_listener(
         table: Arc::new(ListenerTable {
             name: l.name.clone(),
             vhosts,
+            tcp,
+            tls,
             request_timeout,
             limits,
             access_log,
@@ -633,6 +654,15 @@ fn compile_route(
                 format!("no cluster named {:?}", t.cluster),
             );
         };
+        if c.protocol == UpstreamProtocol::Tcp {
+            return err(
+                format!("{tpath}.cluster"),
+                format!(
+                    "cluster {:?} is a TCP cluster; HTTP routes need an HTTP1, HTTP2 or GRPC cluster",
+                    t.cluster
+                ),
+            );
+        }
         targets.push((Arc::clone(c), t.weight));
     }
     let targets = WeightedTargets::new(targets).map_or_else(

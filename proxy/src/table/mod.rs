@@ -3,6 +3,7 @@
 mod compile;
 mod dns;
 mod policies;
+mod transport;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,6 +19,8 @@ use crate::access_log::{AccessLogSink, Format};
 use crate::cluster::Cluster;
 use crate::metrics::ListenerMetrics;
 use crate::route::VirtualHosts;
+use crate::tcp::TcpRoutes;
+use crate::tls::server::ServerTls;
 
 pub struct RuntimeTable {
     pub version: String,
@@ -39,6 +42,10 @@ pub struct ListenerSpec {
 pub struct ListenerTable {
     pub name: String,
     pub vhosts: VirtualHosts,
+    /// TCP listeners: routes by destination port (then the virtual hosts are empty).
+    pub tcp: Option<TcpRoutes>,
+    /// TLS termination, when the listener's mode is STRICT or PERMISSIVE.
+    pub tls: Option<ServerTls>,
     /// Listener-wide request timeout (a route's own wins); `None` disables.
     pub request_timeout: Option<Duration>,
     pub limits: Limits,

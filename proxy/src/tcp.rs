@@ -1,0 +1,188 @@
+//! L4 TCP proxying. A connection is routed by the (original) destination port to a TCP route, a
+//! weighted pick gives the cluster, and the upstream is dialled at once: server-first protocols
+//! (MySQL, SMTP banners) work because nothing waits for the client to speak. A failed connect is
+//! retried on another endpoint. Bytes are copied both ways with half-close kept (one side's FIN is
+//! passed on while the other direction keeps flowing), through 64 KiB buffers.
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use prometheus::IntCounter;
+use tokio::io::AsyncWriteExt;
+
+use crate::access_log::LogRecord;
+use crate::cluster::{self, ActiveRequest, Endpoint};
+use crate::flags::ResponseFlags;
+use crate::http::{ConnActivity, ConnInfo, Tracked};
+use crate::route::WeightedTargets;
+use crate::table::ListenerTable;
+use crate::tls::ServerStream;
+
+/// Copy buffer per direction: large enough that bulk transfers make few syscalls.
+const COPY_BUFFER: usize = 64 * 1024;
+
+pub struct TcpRoute {
+    pub name: String,
+    /// `None` matches any port.
+    pub port: Option<u16>,
+    pub targets: WeightedTargets,
+    /// Closes a connection that moves no bytes for this long.
+    pub idle: Option<Duration>,
+    pub connections: IntCounter,
+}
+
+#[derive(Default)]
+pub struct TcpRoutes {
+    pub routes: Vec<TcpRoute>,
+}
+
+impl TcpRoutes {
+    /// The route for a destination port: one naming the port, else one for any port.
+    pub fn find(&self, port: u16) -> Option<&TcpRoute> {
+        self.routes
+            .iter()
+            .find(|r| r.port == Some(port))
+            .or_else(|| self.routes.iter().find(|r| r.port.is_none()))
+    }
+}
+
+/// Per-cluster byte counters (rx: from the upstream, tx: to it).
+pub struct ByteCounters {
+    pub rx: IntCounter,
+    pub tx: IntCounter,
+}
+
+/// Proxies one accepted connection to its route's cluster until either side is done.
+pub async fn proxy(table: Arc<ListenerTable>, client: ServerStream, conn: ConnInfo) {
+    let start = Instant::now();
+    let started_at = SystemTime::now();
+    let Some(routes) = table.tcp.as_ref() else {
+        return;
+    };
+    let Some(route) = routes.find(conn.port) else {
+        tracing::debug!(listener = %table.name, port = conn.port, "no TCP route for this port; closing");
+        table.metrics.no_route.record(404);
+        return;
+    };
+    route.connections.inc();
+    let cluster = Arc::clone(route.targets.pick());
+    let mut flags = ResponseFlags::NONE;
+
+    // Connect, moving on to another endpoint when one refuses.
+    let mut tried: Vec<Arc<Endpoint>> = Vec::new();
+    let attempts = cluster.endpoints().len().clamp(1, 3);
+    let mut connected = None;
+    while tried.len() < attempts {
+        let Some(ep) = cluster.pick_excluding(&tried) else {
+            break;
+        };
+        match cluster::connect_stream(&cluster, &ep).await {
+            Ok(stream) => {
+                cluster.report(&ep, false);
+                connected = Some((stream, ep));
+                break;
+            }
+            Err(e) => {
+                tracing::debug!(cluster = %cluster.name, endpoint = %ep.addr, "TCP connect failed: {e}");
+                cluster.report(&ep, true);
+                tried.push(ep);
+            }
+        }
+    }
+    let Some((upstream, endpoint)) = connected else {
+        flags.insert(if tried.is_empty() {
+            ResponseFlags::NO_HEALTHY_UPSTREAM
+        } else {
+            ResponseFlags::UPSTREAM_CONNECT_FAILURE
+        });
+        log(
+            &table,
+            &conn,
+            route,
+            &cluster.name,
+            None,
+            flags,
+            (0, 0),
+            start,
+            started_at,
+        );
+        return;
+    };
+    let _active = ActiveRequest::new(Arc::clone(&endpoint));
+
+    let activity = Arc::new(ConnActivity::default());
+    let mut client = Tracked::new(client, Arc::clone(&activity));
+    let mut upstream = upstream;
+    let copy = tokio::io::copy_bidirectional_with_sizes(
+        &mut client,
+        &mut upstream,
+        COPY_BUFFER,
+        COPY_BUFFER,
+    );
+    let (sent, received) = match route.idle {
+        None => copy.await.unwrap_or((0, 0)),
+        Some(idle) => tokio::select! {
+            r = copy => r.unwrap_or((0, 0)),
+            _ = activity.idle_for(idle) => {
+                flags.insert(ResponseFlags::STREAM_IDLE_TIMEOUT);
+                let _ = client.shutdown().await;
+                let _ = upstream.shutdown().await;
+                (0, 0)
+            }
+        },
+    };
+    cluster.metrics.tx_bytes.inc_by(sent);
+    cluster.metrics.rx_bytes.inc_by(received);
+    log(
+        &table,
+        &conn,
+        route,
+        &cluster.name,
+        Some(endpoint.addr),
+        flags,
+        (sent, received),
+        start,
+        started_at,
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+fn log(
+    table: &ListenerTable,
+    conn: &ConnInfo,
+    route: &TcpRoute,
+    cluster: &str,
+    upstream: Option<std::net::SocketAddr>,
+    flags: ResponseFlags,
+    (sent, received): (u64, u64),
+    start: Instant,
+    started_at: SystemTime,
+) {
+    let Some(logger) = table.access_log.as_ref() else {
+        return;
+    };
+    let empty = http::HeaderMap::new();
+    let record = LogRecord {
+        start_time: started_at,
+        method: None,
+        path: "",
+        protocol: "-",
+        authority: "",
+        scheme: conn.scheme,
+        request_headers: &empty,
+        response_code: None,
+        response_headers: None,
+        response_flags: flags,
+        bytes_received: sent,
+        bytes_sent: received,
+        duration: start.elapsed(),
+        upstream_service_time: None,
+        upstream_host: upstream,
+        upstream_cluster: cluster,
+        route_name: &route.name,
+        downstream_remote: conn.remote,
+        downstream_local: conn.local,
+    };
+    let mut line = String::with_capacity(200);
+    logger.format.write(&record, &mut line);
+    logger.sink.submit(line);
+}
