@@ -1,1 +1,296 @@
-fn main() {}
+//! ferry-agent: the command line.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ferry_agent::compile::{self, Identity, Options};
+use ferry_agent::explain::{Request, explain};
+use ferry_agent::server::{Agent, admin, grpc};
+use ferry_agent::store::{self, Store};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ferry-agent",
+    version,
+    about = "Ferry's control plane: App Mesh resources in, a routing table per proxy out, streamed over gRPC"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the resources in DIR to proxies (watched: every valid change is pushed at once).
+    Serve {
+        /// Directory of App Mesh resource files (YAML or JSON; describe output or create input).
+        #[arg(long, env = "FERRY_RESOURCES")]
+        resources: PathBuf,
+        /// The gRPC address proxies connect to (`ferry-proxy --agent http://ADDR`).
+        #[arg(long, env = "FERRY_GRPC_ADDR", default_value = "0.0.0.0:15010")]
+        grpc_addr: SocketAddr,
+        /// The admin server: /ready, /metrics, /proxies, /status.
+        #[arg(
+            long,
+            env = "FERRY_AGENT_ADMIN_ADDR",
+            default_value = "127.0.0.1:15011"
+        )]
+        admin_addr: SocketAddr,
+        /// Write the bound gRPC address here (for --grpc-addr with port 0).
+        #[arg(long)]
+        grpc_address_path: Option<PathBuf>,
+        /// Write the bound admin address here (for --admin-addr with port 0).
+        #[arg(long)]
+        admin_address_path: Option<PathBuf>,
+        /// Log filter: trace, debug, info, warn, error, or a tracing directive list.
+        #[arg(long, env = "FERRY_LOG_LEVEL", default_value = "info")]
+        log_level: String,
+    },
+    /// Check the resources in DIR (App Mesh's rules, and that every proxy's table compiles).
+    Validate {
+        /// Directory of resource files.
+        dir: PathBuf,
+    },
+    /// Print the routing table of one proxy as YAML (which `ferry-proxy --config` accepts).
+    Compile {
+        #[arg(long)]
+        resources: PathBuf,
+        /// MESH/virtualNode/NAME or MESH/virtualGateway/NAME (or the resource's ARN).
+        #[arg(long)]
+        node: String,
+        /// Print JSON instead of YAML.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = compile::DEFAULT_INGRESS_PORT)]
+        ingress_port: u16,
+        #[arg(long, default_value_t = compile::DEFAULT_EGRESS_PORT)]
+        egress_port: u16,
+    },
+    /// Show which listener, route and weighted targets a request would take, and why the others
+    /// did not match.
+    Explain {
+        #[arg(long)]
+        resources: PathBuf,
+        #[arg(long)]
+        node: String,
+        /// "METHOD URL", e.g. 'GET http://color.mesh.local:8080/path' (GET when left out).
+        #[arg(long)]
+        request: String,
+        /// A request header, 'name: value' (repeatable).
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// The listener to send it to (default: egress for a virtual node, the gateway listener
+        /// on the URL's port for a virtual gateway).
+        #[arg(long)]
+        listener: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match &cli.command {
+        Command::Serve { log_level, .. } => log_level.clone(),
+        _ => "warn".to_owned(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Serve {
+            resources,
+            grpc_addr,
+            admin_addr,
+            grpc_address_path,
+            admin_address_path,
+            ..
+        } => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")
+            .and_then(|rt| {
+                rt.block_on(serve(
+                    resources,
+                    grpc_addr,
+                    admin_addr,
+                    grpc_address_path,
+                    admin_address_path,
+                ))
+            }),
+        Command::Validate { dir } => return validate(&dir),
+        Command::Compile {
+            resources,
+            node,
+            json,
+            ingress_port,
+            egress_port,
+        } => print_table(
+            &resources,
+            &node,
+            json,
+            Options {
+                ingress_port,
+                egress_port,
+            },
+        ),
+        Command::Explain {
+            resources,
+            node,
+            request,
+            headers,
+            listener,
+        } => run_explain(&resources, &node, &request, &headers, listener.as_deref()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferry-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(
+    resources: PathBuf,
+    grpc_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    grpc_address_path: Option<PathBuf>,
+    admin_address_path: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let store = Store::new(resources.clone());
+    store.reload_and_log();
+    let _watcher = store::spawn_watcher(store.clone(), Duration::from_secs(10))
+        .with_context(|| format!("cannot watch {}", resources.display()))?;
+    let agent = Agent::new(store, Options::default());
+    let grpc_listener = tokio::net::TcpListener::bind(grpc_addr)
+        .await
+        .with_context(|| format!("cannot listen on {grpc_addr} (gRPC)"))?;
+    let grpc_local = grpc_listener.local_addr()?;
+    let admin_listener = admin::bind(admin_addr)
+        .await
+        .with_context(|| format!("cannot listen on {admin_addr} (admin)"))?;
+    let admin_local = admin_listener.local_addr()?;
+    admin::spawn(agent.clone(), admin_listener);
+    tracing::info!(grpc = %grpc_local, admin = %admin_local, dir = %resources.display(), "ferry-agent serving");
+    for (path, addr) in [
+        (&grpc_address_path, grpc_local),
+        (&admin_address_path, admin_local),
+    ] {
+        if let Some(p) = path {
+            std::fs::write(p, addr.to_string())
+                .with_context(|| format!("cannot write {}", p.display()))?;
+        }
+    }
+    let shutdown = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => std::future::pending::<()>().await,
+        }
+        tracing::info!("shutting down");
+    };
+    grpc::serve(agent, grpc_listener, shutdown)
+        .await
+        .context("the gRPC server failed")?;
+    Ok(())
+}
+
+fn validate(dir: &std::path::Path) -> ExitCode {
+    let model = match store::load_dir(dir) {
+        Ok(m) => m,
+        Err(p) => {
+            eprintln!("{p}");
+            eprintln!("{}: {} problem(s)", dir.display(), p.0.len());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut failed = false;
+    let ids = model.identities();
+    for id in &ids {
+        let Ok(identity) = Identity::parse(id) else {
+            continue;
+        };
+        match compile::compile(&model, &identity, Options::default()) {
+            Ok(c) => {
+                for w in c.warnings {
+                    eprintln!("{id}: warning: {w}");
+                }
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("{id}: cannot be compiled:\n{e}");
+            }
+        }
+    }
+    if failed {
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "{}: valid: {} resources; proxy identities: {}",
+        dir.display(),
+        model.len(),
+        if ids.is_empty() {
+            "none".to_owned()
+        } else {
+            ids.join(", ")
+        }
+    );
+    ExitCode::SUCCESS
+}
+
+fn compiled(
+    resources: &std::path::Path,
+    node: &str,
+    opts: Options,
+) -> anyhow::Result<compile::Compiled> {
+    let model = store::load_dir(resources).map_err(|p| anyhow::anyhow!("{p}"))?;
+    let identity = Identity::parse(node).map_err(|e| anyhow::anyhow!(e))?;
+    let c = compile::compile(&model, &identity, opts).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for w in &c.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(c)
+}
+
+fn print_table(
+    resources: &std::path::Path,
+    node: &str,
+    json: bool,
+    opts: Options,
+) -> anyhow::Result<()> {
+    let c = compiled(resources, node, opts)?;
+    if json {
+        println!("{}", ferry_api::encode_json(&c.table));
+    } else {
+        print!("{}", ferry_api::encode_yaml(&c.table));
+    }
+    Ok(())
+}
+
+fn run_explain(
+    resources: &std::path::Path,
+    node: &str,
+    request: &str,
+    headers: &[String],
+    listener: Option<&str>,
+) -> anyhow::Result<()> {
+    let c = compiled(resources, node, Options::default())?;
+    let req = Request::parse(request, headers).map_err(|e| anyhow::anyhow!(e))?;
+    let text = explain(&c.table, &req, listener).map_err(|e| anyhow::anyhow!(e))?;
+    print!("{text}");
+    Ok(())
+}

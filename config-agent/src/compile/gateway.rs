@@ -21,16 +21,23 @@ use crate::validate::{gateway_route_kind, service_ports};
 pub(crate) fn listeners(cx: &mut Cx<'_>, gw: &Res<VirtualGatewaySpec>) -> Vec<v1::Listener> {
     let log = access_log(gw.spec.logging.as_ref());
     let subject = gw.subject(Kind::VirtualGateway);
-    let bind_ip = if cx.mesh_ip_preference().is_some() { "[::]" } else { "0.0.0.0" };
+    let bind_ip = if cx.mesh_ip_preference().is_some() {
+        "[::]"
+    } else {
+        "0.0.0.0"
+    };
     let mesh = cx.mesh.name.clone();
     let model = cx.model;
-    let mut routes: Vec<&Res<GatewayRouteSpec>> = model.gateway_routes_of(&mesh, &gw.name).collect();
+    let mut routes: Vec<&Res<GatewayRouteSpec>> =
+        model.gateway_routes_of(&mesh, &gw.name).collect();
     routes.sort_by_key(|r| {
         let http = r.spec.http_route.as_ref().or(r.spec.http2_route.as_ref());
         let prefix = http.and_then(|h| h.r#match.prefix.as_deref());
         let path = http.and_then(|h| h.r#match.path.as_ref());
         (
-            r.spec.priority.map_or(UNSET_PRIORITY, |p| u32::try_from(p).unwrap_or(UNSET_PRIORITY)),
+            r.spec.priority.map_or(UNSET_PRIORITY, |p| {
+                u32::try_from(p).unwrap_or(UNSET_PRIORITY)
+            }),
             specificity(
                 prefix,
                 path.is_some_and(|p| p.exact.is_some()),
@@ -41,7 +48,8 @@ pub(crate) fn listeners(cx: &mut Cx<'_>, gw: &Res<VirtualGatewaySpec>) -> Vec<v1
     });
     let mut targets = BTreeSet::new();
     let mut out = Vec::new();
-    let mut ordered: Vec<(usize, &GatewayListener)> = gw.spec.listeners.iter().enumerate().collect();
+    let mut ordered: Vec<(usize, &GatewayListener)> =
+        gw.spec.listeners.iter().enumerate().collect();
     ordered.sort_by_key(|(_, l)| l.port_mapping.port);
     for (i, l) in ordered {
         let field = format!("spec.listeners[{i}]");
@@ -52,7 +60,8 @@ pub(crate) fn listeners(cx: &mut Cx<'_>, gw: &Res<VirtualGatewaySpec>) -> Vec<v1
             .filter(|r| {
                 let p = route_port(&r.spec);
                 p.is_none_or(|p| p == port)
-                    && gateway_route_kind(&r.spec).is_some_and(|(_, proto)| proto == l.port_mapping.protocol)
+                    && gateway_route_kind(&r.spec)
+                        .is_some_and(|(_, proto)| proto == l.port_mapping.protocol)
             })
             .collect();
         let mut compiled = Vec::new();
@@ -151,7 +160,10 @@ fn hostname_of(spec: &GatewayRouteSpec) -> Option<&HostnameMatch> {
         .as_ref()
         .or(spec.http2_route.as_ref())
         .and_then(|r| r.r#match.hostname.as_ref())
-        .or(spec.grpc_route.as_ref().and_then(|r| r.r#match.hostname.as_ref()))
+        .or(spec
+            .grpc_route
+            .as_ref()
+            .and_then(|r| r.r#match.hostname.as_ref()))
 }
 
 /// The cluster of the hop to the gateway's own egress listener, per gateway listener (which
@@ -172,11 +184,13 @@ fn self_cluster(cx: &mut Cx<'_>, l: &GatewayListener, port: i64, http2: bool) ->
     });
     let cluster = v1::Cluster {
         name: name.clone(),
-        discovery: Some(v1::cluster::Discovery::StaticEndpoints(v1::StaticEndpoints {
-            endpoints: vec![v1::Endpoint {
-                address: format!("127.0.0.1:{}", cx.opts.egress_port),
-            }],
-        })),
+        discovery: Some(v1::cluster::Discovery::StaticEndpoints(
+            v1::StaticEndpoints {
+                endpoints: vec![v1::Endpoint {
+                    address: format!("127.0.0.1:{}", cx.opts.egress_port),
+                }],
+            },
+        )),
         protocol: if http2 {
             v1::cluster::Protocol::Http2
         } else {
@@ -199,12 +213,25 @@ fn gateway_route(
     let (kind, _) = gateway_route_kind(&r.spec)?;
     let http2 = l.port_mapping.protocol != PortProtocol::Http;
     let cluster = self_cluster(cx, l, port, http2);
-    let (target, hostname_rewrite) = if let Some(h) = r.spec.http_route.as_ref().or(r.spec.http2_route.as_ref()) {
-        (&h.action.target, h.action.rewrite.as_ref().and_then(|rw| rw.hostname.as_ref()))
-    } else {
-        let g = r.spec.grpc_route.as_ref()?;
-        (&g.action.target, g.action.rewrite.as_ref().and_then(|rw| rw.hostname.as_ref()))
-    };
+    let (target, hostname_rewrite) =
+        if let Some(h) = r.spec.http_route.as_ref().or(r.spec.http2_route.as_ref()) {
+            (
+                &h.action.target,
+                h.action
+                    .rewrite
+                    .as_ref()
+                    .and_then(|rw| rw.hostname.as_ref()),
+            )
+        } else {
+            let g = r.spec.grpc_route.as_ref()?;
+            (
+                &g.action.target,
+                g.action
+                    .rewrite
+                    .as_ref()
+                    .and_then(|rw| rw.hostname.as_ref()),
+            )
+        };
     let service = &target.virtual_service.virtual_service_name;
     let ports = service_ports(cx.model, &r.mesh, service);
     let host = match target.port {
@@ -272,10 +299,9 @@ fn gateway_route(
     };
     Some(v1::Route {
         name: r.name.clone(),
-        priority: r
-            .spec
-            .priority
-            .map_or(UNSET_PRIORITY, |p| u32::try_from(p).unwrap_or(UNSET_PRIORITY)),
+        priority: r.spec.priority.map_or(UNSET_PRIORITY, |p| {
+            u32::try_from(p).unwrap_or(UNSET_PRIORITY)
+        }),
         r#match: Some(m),
         action: Some(v1::RouteAction {
             weighted_targets: vec![v1::WeightedTarget {
@@ -313,7 +339,9 @@ fn virtual_hosts(routes: Vec<(Option<HostnameMatch>, v1::Route)>) -> Vec<v1::Vir
         match h {
             None => true,
             Some(h) => {
-                h.exact.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(host))
+                h.exact
+                    .as_deref()
+                    .is_some_and(|e| e.eq_ignore_ascii_case(host))
                     || h.suffix.as_deref().is_some_and(|s| {
                         let s = normalize_suffix(s);
                         host.len() > s.len() && host.ends_with(&s)
@@ -360,5 +388,9 @@ fn virtual_hosts(routes: Vec<(Option<HostnameMatch>, v1::Route)>) -> Vec<v1::Vir
 /// "example.com" and ".example.com" both become ".example.com" (Ferry's `*.example.com`).
 fn normalize_suffix(s: &str) -> String {
     let s = s.to_ascii_lowercase();
-    if s.starts_with('.') { s } else { format!(".{s}") }
+    if s.starts_with('.') {
+        s
+    } else {
+        format!(".{s}")
+    }
 }

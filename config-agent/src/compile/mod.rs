@@ -22,7 +22,7 @@ use ferry_api::v1::{self, retry_policy};
 use prost::Message;
 
 use crate::model::{
-    self, ClientPolicyTls, HeaderMatch, IpPreference, Kind, ListenerTls, Logging, Model, Problem,
+    self, ClientPolicyTls, HeaderMatch, IpPreference, ListenerTls, Logging, Model, Problem,
     Problems, Res, Subject, TlsMode,
 };
 
@@ -134,7 +134,11 @@ impl fmt::Display for CompileError {
 impl std::error::Error for CompileError {}
 
 /// Compiles the table of `identity` from a validated `model`.
-pub fn compile(model: &Model, identity: &Identity, opts: Options) -> Result<Compiled, CompileError> {
+pub fn compile(
+    model: &Model,
+    identity: &Identity,
+    opts: Options,
+) -> Result<Compiled, CompileError> {
     let mesh_name = identity.mesh();
     let Some(mesh) = model.meshes.get(mesh_name) else {
         return Err(CompileError::Unknown(format!(
@@ -237,7 +241,13 @@ impl Cx<'_> {
         name
     }
 
-    pub fn unsupported(&mut self, subject: &Subject, origin: &model::Origin, field: &str, msg: &str) {
+    pub fn unsupported(
+        &mut self,
+        subject: &Subject,
+        origin: &model::Origin,
+        field: &str,
+        msg: &str,
+    ) {
         self.problems.push(Problem {
             file: origin.file.clone(),
             position: origin.position(field),
@@ -468,7 +478,12 @@ pub(crate) fn server_tls(
         } else {
             ("sds", SDS_UNSUPPORTED)
         };
-        cx.unsupported(subject, origin, &format!("{field}.certificate.{which}"), why);
+        cx.unsupported(
+            subject,
+            origin,
+            &format!("{field}.certificate.{which}"),
+            why,
+        );
         return None;
     };
     let validation = t
@@ -485,7 +500,8 @@ pub(crate) fn server_tls(
 }
 
 pub(crate) const ACM_UNSUPPORTED: &str = "ACM certificates and ACM Private CA trust exist only inside App Mesh: export the certificate (or CA chain) to PEM files and use file instead";
-pub(crate) const SDS_UNSUPPORTED: &str = "SDS secrets are not supported by Ferry yet: mount the PEM files and use file instead";
+pub(crate) const SDS_UNSUPPORTED: &str =
+    "SDS secrets are not supported by Ferry yet: mount the PEM files and use file instead";
 
 fn tls_validation(
     cx: &mut Cx<'_>,
@@ -528,19 +544,30 @@ pub(crate) fn client_tls(
     if !t.ports.is_empty() && !t.ports.contains(&port) {
         return None;
     }
-    let validation = tls_validation(cx, &t.validation, subject, origin, &format!("{field}.validation"));
+    let validation = tls_validation(
+        cx,
+        &t.validation,
+        subject,
+        origin,
+        &format!("{field}.validation"),
+    );
     let (chain, key) = match &t.certificate {
         None => (String::new(), String::new()),
         Some(c) => match &c.file {
             Some(f) => (f.certificate_chain.clone(), f.private_key.clone()),
             None => {
-                cx.unsupported(subject, origin, &format!("{field}.certificate.sds"), SDS_UNSUPPORTED);
+                cx.unsupported(
+                    subject,
+                    origin,
+                    &format!("{field}.certificate.sds"),
+                    SDS_UNSUPPORTED,
+                );
                 (String::new(), String::new())
             }
         },
     };
     Some(v1::ClientTls {
-        enforce: t.enforce.unwrap_or(true),
+        enforce: t.enforce,
         ports: Vec::new(),
         validation,
         certificate_chain: chain,
@@ -551,7 +578,11 @@ pub(crate) fn client_tls(
 }
 
 /// Sort key of a route without priority: exact paths, then regexes, then longer prefixes first.
-pub(crate) fn specificity(prefix: Option<&str>, exact: bool, regex: bool) -> (u8, std::cmp::Reverse<usize>) {
+pub(crate) fn specificity(
+    prefix: Option<&str>,
+    exact: bool,
+    regex: bool,
+) -> (u8, std::cmp::Reverse<usize>) {
     if exact {
         (0, std::cmp::Reverse(0))
     } else if regex {
@@ -559,8 +590,4 @@ pub(crate) fn specificity(prefix: Option<&str>, exact: bool, regex: bool) -> (u8
     } else {
         (2, std::cmp::Reverse(prefix.map_or(0, str::len)))
     }
-}
-
-pub(crate) fn subject_of<S>(r: &Res<S>, kind: Kind) -> Subject {
-    r.subject(kind)
 }

@@ -7,9 +7,7 @@ use super::{
     Cx, access_log, cluster_protocol, default_timeouts, duration, http_timeouts, listener_protocol,
     millis, server_tls,
 };
-use crate::model::{
-    IpPreference, Kind, NodeListener, PortProtocol, Res, VirtualNodeSpec,
-};
+use crate::model::{IpPreference, Kind, NodeListener, PortProtocol, Res, VirtualNodeSpec};
 
 pub(crate) fn listeners(cx: &mut Cx<'_>, node: &Res<VirtualNodeSpec>) -> Vec<v1::Listener> {
     let mut out = Vec::new();
@@ -28,7 +26,11 @@ fn ip_preference(cx: &Cx<'_>, node: &Res<VirtualNodeSpec>) -> Option<IpPreferenc
         .or(cx.mesh_ip_preference())
 }
 
-fn ingress(cx: &mut Cx<'_>, node: &Res<VirtualNodeSpec>, log: Option<v1::AccessLog>) -> v1::Listener {
+fn ingress(
+    cx: &mut Cx<'_>,
+    node: &Res<VirtualNodeSpec>,
+    log: Option<v1::AccessLog>,
+) -> v1::Listener {
     let pref = ip_preference(cx, node);
     // App Mesh: the local app is reached over IPv4 unless an IPv6 preference is set; listeners bind
     // every address (v4 and v6 when a preference is set).
@@ -37,7 +39,8 @@ fn ingress(cx: &mut Cx<'_>, node: &Res<VirtualNodeSpec>, log: Option<v1::AccessL
         Some(_) => ("127.0.0.1", "[::]"),
         None => ("127.0.0.1", "0.0.0.0"),
     };
-    let mut listeners: Vec<(usize, &NodeListener)> = node.spec.listeners.iter().enumerate().collect();
+    let mut listeners: Vec<(usize, &NodeListener)> =
+        node.spec.listeners.iter().enumerate().collect();
     listeners.sort_by_key(|(_, l)| l.port_mapping.port);
     let several = listeners.len() > 1;
     let subject = node.subject(Kind::VirtualNode);
@@ -49,7 +52,8 @@ fn ingress(cx: &mut Cx<'_>, node: &Res<VirtualNodeSpec>, log: Option<v1::AccessL
         let protocol = l.port_mapping.protocol;
         let field = format!("spec.listeners[{i}]");
         let cluster = format!("ingress:{port}");
-        cx.clusters.insert(cluster.clone(), local_cluster(&cluster, l, local_ip));
+        cx.clusters
+            .insert(cluster.clone(), local_cluster(&cluster, l, local_ip));
         let listener_tls = l
             .tls
             .as_ref()
@@ -68,7 +72,11 @@ fn ingress(cx: &mut Cx<'_>, node: &Res<VirtualNodeSpec>, log: Option<v1::AccessL
             cluster: cluster.clone(),
             weight: 100,
         }];
-        let route_port = if several { u32::try_from(port).unwrap_or(0) } else { 0 };
+        let route_port = if several {
+            u32::try_from(port).unwrap_or(0)
+        } else {
+            0
+        };
         if protocol == PortProtocol::Tcp {
             let idle = l
                 .timeout
@@ -178,11 +186,13 @@ fn local_cluster(name: &str, l: &NodeListener, local_ip: &str) -> v1::Cluster {
     });
     v1::Cluster {
         name: name.to_owned(),
-        discovery: Some(v1::cluster::Discovery::StaticEndpoints(v1::StaticEndpoints {
-            endpoints: vec![v1::Endpoint {
-                address: format!("{local_ip}:{port}"),
-            }],
-        })),
+        discovery: Some(v1::cluster::Discovery::StaticEndpoints(
+            v1::StaticEndpoints {
+                endpoints: vec![v1::Endpoint {
+                    address: format!("{local_ip}:{port}"),
+                }],
+            },
+        )),
         protocol: cluster_protocol(l.port_mapping.protocol) as i32,
         lb_policy: 0,
         connect_timeout: None,
@@ -194,7 +204,11 @@ fn local_cluster(name: &str, l: &NodeListener, local_ip: &str) -> v1::Cluster {
     }
 }
 
-fn egress(cx: &mut Cx<'_>, node: &Res<VirtualNodeSpec>, log: Option<v1::AccessLog>) -> v1::Listener {
+fn egress(
+    cx: &mut Cx<'_>,
+    node: &Res<VirtualNodeSpec>,
+    log: Option<v1::AccessLog>,
+) -> v1::Listener {
     let subject = node.subject(Kind::VirtualNode);
     let defaults = node
         .spec
@@ -211,8 +225,14 @@ fn egress(cx: &mut Cx<'_>, node: &Res<VirtualNodeSpec>, log: Option<v1::AccessLo
             let vs = b.virtual_service.as_ref()?;
             let own = vs.client_policy.as_ref().and_then(|c| c.tls.clone());
             let (tls, field) = match own {
-                Some(t) => (Some(t), format!("spec.backends[{i}].virtualService.clientPolicy.tls")),
-                None => (defaults.clone(), "spec.backendDefaults.clientPolicy.tls".to_owned()),
+                Some(t) => (
+                    Some(t),
+                    format!("spec.backends[{i}].virtualService.clientPolicy.tls"),
+                ),
+                None => (
+                    defaults.clone(),
+                    "spec.backendDefaults.clientPolicy.tls".to_owned(),
+                ),
             };
             Some(BackendRef {
                 service: vs.virtual_service_name.clone(),
@@ -235,7 +255,13 @@ fn egress(cx: &mut Cx<'_>, node: &Res<VirtualNodeSpec>, log: Option<v1::AccessLo
         name: "egress".to_owned(),
         address: format!("127.0.0.1:{}", cx.opts.egress_port),
         direction: v1::listener::Direction::Outbound as i32,
-        protocol: v1::listener::Protocol::Http as i32,
+        // HTTP, unless every backend is TCP. Mixing both on the one redirected port needs the
+        // original destination (proxy issue #9).
+        protocol: if out.virtual_hosts.is_empty() && !out.tcp_routes.is_empty() {
+            v1::listener::Protocol::Tcp
+        } else {
+            v1::listener::Protocol::Http
+        } as i32,
         // TCP backends are told apart by the port the app dialled, which only the original
         // destination of a redirected connection tells.
         original_dst: !out.tcp_routes.is_empty(),

@@ -92,7 +92,9 @@ fn router_routes(
     routes.sort_by_key(|r| {
         let (prefix, exact, regex) = path_shape(&r.spec);
         (
-            r.spec.priority.map_or(UNSET_PRIORITY, |p| u32::try_from(p).unwrap_or(UNSET_PRIORITY)),
+            r.spec.priority.map_or(UNSET_PRIORITY, |p| {
+                u32::try_from(p).unwrap_or(UNSET_PRIORITY)
+            }),
             specificity(prefix, exact, regex),
             r.name.clone(),
         )
@@ -100,10 +102,9 @@ fn router_routes(
     let mut compiled = Vec::new();
     for r in routes {
         let name = format!("{}:{}/{}", b.service, pm.port, r.name);
-        let priority = r
-            .spec
-            .priority
-            .map_or(UNSET_PRIORITY, |p| u32::try_from(p).unwrap_or(UNSET_PRIORITY));
+        let priority = r.spec.priority.map_or(UNSET_PRIORITY, |p| {
+            u32::try_from(p).unwrap_or(UNSET_PRIORITY)
+        });
         let subject = r.subject(Kind::Route);
         if let Some(t) = &r.spec.tcp_route {
             let targets = targets(cx, b, &t.action.weighted_targets, &subject);
@@ -120,60 +121,69 @@ fn router_routes(
             });
             continue;
         }
-        let (m, action) = if let Some(h) = r.spec.http_route.as_ref().or(r.spec.http2_route.as_ref()) {
-            let hm = &h.r#match;
-            let path = if let Some(p) = &hm.prefix {
-                Some(route_match::Path::Prefix(p.clone()))
-            } else if let Some(p) = &hm.path {
-                p.exact
-                    .clone()
-                    .map(route_match::Path::Exact)
-                    .or_else(|| p.regex.clone().map(route_match::Path::Regex))
+        let (m, action) =
+            if let Some(h) = r.spec.http_route.as_ref().or(r.spec.http2_route.as_ref()) {
+                let hm = &h.r#match;
+                let path = if let Some(p) = &hm.prefix {
+                    Some(route_match::Path::Prefix(p.clone()))
+                } else if let Some(p) = &hm.path {
+                    p.exact
+                        .clone()
+                        .map(route_match::Path::Exact)
+                        .or_else(|| p.regex.clone().map(route_match::Path::Regex))
+                } else {
+                    None
+                };
+                let m = v1::RouteMatch {
+                    path,
+                    headers: hm.headers.iter().map(header_match).collect(),
+                    method: hm.method.map(|m| m.as_str().to_owned()).unwrap_or_default(),
+                    scheme: hm
+                        .scheme
+                        .map(|s| match s {
+                            crate::model::HttpScheme::Http => "http".to_owned(),
+                            crate::model::HttpScheme::Https => "https".to_owned(),
+                        })
+                        .unwrap_or_default(),
+                    query_parameters: hm.query_parameters.iter().map(query_match).collect(),
+                    port: 0,
+                    grpc: None,
+                };
+                let action = v1::RouteAction {
+                    weighted_targets: targets(cx, b, &h.action.weighted_targets, &subject),
+                    timeouts: http_timeouts(h.timeout.as_ref()),
+                    retry_policy: Some(
+                        h.retry_policy
+                            .as_ref()
+                            .map_or_else(|| default_retry(false), retry),
+                    ),
+                    rewrite: None,
+                };
+                (m, action)
+            } else if let Some(g) = &r.spec.grpc_route {
+                let gm = &g.r#match;
+                let m = v1::RouteMatch {
+                    grpc: Some(v1::GrpcMatch {
+                        service_name: gm.service_name.clone().unwrap_or_default(),
+                        method_name: gm.method_name.clone().unwrap_or_default(),
+                        metadata: gm.metadata.iter().map(header_match).collect(),
+                    }),
+                    ..Default::default()
+                };
+                let action = v1::RouteAction {
+                    weighted_targets: targets(cx, b, &g.action.weighted_targets, &subject),
+                    timeouts: http_timeouts(g.timeout.as_ref()),
+                    retry_policy: Some(
+                        g.retry_policy
+                            .as_ref()
+                            .map_or_else(|| default_retry(true), retry),
+                    ),
+                    rewrite: None,
+                };
+                (m, action)
             } else {
-                None
+                continue;
             };
-            let m = v1::RouteMatch {
-                path,
-                headers: hm.headers.iter().map(header_match).collect(),
-                method: hm.method.map(|m| m.as_str().to_owned()).unwrap_or_default(),
-                scheme: hm
-                    .scheme
-                    .map(|s| match s {
-                        crate::model::HttpScheme::Http => "http".to_owned(),
-                        crate::model::HttpScheme::Https => "https".to_owned(),
-                    })
-                    .unwrap_or_default(),
-                query_parameters: hm.query_parameters.iter().map(query_match).collect(),
-                port: 0,
-                grpc: None,
-            };
-            let action = v1::RouteAction {
-                weighted_targets: targets(cx, b, &h.action.weighted_targets, &subject),
-                timeouts: http_timeouts(h.timeout.as_ref()),
-                retry_policy: Some(h.retry_policy.as_ref().map_or_else(|| default_retry(false), retry)),
-                rewrite: None,
-            };
-            (m, action)
-        } else if let Some(g) = &r.spec.grpc_route {
-            let gm = &g.r#match;
-            let m = v1::RouteMatch {
-                grpc: Some(v1::GrpcMatch {
-                    service_name: gm.service_name.clone().unwrap_or_default(),
-                    method_name: gm.method_name.clone().unwrap_or_default(),
-                    metadata: gm.metadata.iter().map(header_match).collect(),
-                }),
-                ..Default::default()
-            };
-            let action = v1::RouteAction {
-                weighted_targets: targets(cx, b, &g.action.weighted_targets, &subject),
-                timeouts: http_timeouts(g.timeout.as_ref()),
-                retry_policy: Some(g.retry_policy.as_ref().map_or_else(|| default_retry(true), retry)),
-                rewrite: None,
-            };
-            (m, action)
-        } else {
-            continue;
-        };
         compiled.push(v1::Route {
             name,
             priority,
@@ -195,7 +205,10 @@ fn serves(spec: &RouteSpec, pm: &PortMapping) -> bool {
         .or(spec.http2_route.as_ref())
         .and_then(|r| r.r#match.port)
         .or(spec.grpc_route.as_ref().and_then(|r| r.r#match.port))
-        .or(spec.tcp_route.as_ref().and_then(|r| r.r#match.as_ref()?.port));
+        .or(spec
+            .tcp_route
+            .as_ref()
+            .and_then(|r| r.r#match.as_ref()?.port));
     protocol == pm.protocol && port.is_none_or(|p| p == pm.port)
 }
 
@@ -271,7 +284,12 @@ fn targets(
 
 /// The cluster of node `node` on `port` (its only listener when `None`), as reached through
 /// backend `b`. Named `NODE:PORT`.
-fn target_cluster(cx: &mut Cx<'_>, b: &BackendRef, node: &str, port: Option<i64>) -> Option<String> {
+fn target_cluster(
+    cx: &mut Cx<'_>,
+    b: &BackendRef,
+    node: &str,
+    port: Option<i64>,
+) -> Option<String> {
     let mesh = cx.mesh.name.clone();
     let n = cx.model.node(&mesh, node)?;
     let listener = match port {
@@ -286,13 +304,18 @@ fn target_cluster(cx: &mut Cx<'_>, b: &BackendRef, node: &str, port: Option<i64>
             hostname: d.hostname.clone(),
             port: u32::try_from(port).unwrap_or(0),
             response_type: match d.response_type {
-                Some(DnsResponseType::Endpoints) => v1::dns_discovery::ResponseType::Endpoints as i32,
+                Some(DnsResponseType::Endpoints) => {
+                    v1::dns_discovery::ResponseType::Endpoints as i32
+                }
                 Some(DnsResponseType::Loadbalancer) => {
                     v1::dns_discovery::ResponseType::Loadbalancer as i32
                 }
                 None => 0,
             },
-            ip_preference: d.ip_preference.or(mesh_pref).map_or(0, |p| ip_preference(p) as i32),
+            ip_preference: d
+                .ip_preference
+                .or(mesh_pref)
+                .map_or(0, |p| ip_preference(p) as i32),
             refresh: None,
         }
     } else if let Some(c) = &sd.aws_cloud_map {
@@ -310,7 +333,10 @@ fn target_cluster(cx: &mut Cx<'_>, b: &BackendRef, node: &str, port: Option<i64>
             hostname: host,
             port: u32::try_from(port).unwrap_or(0),
             response_type: v1::dns_discovery::ResponseType::Endpoints as i32,
-            ip_preference: c.ip_preference.or(mesh_pref).map_or(0, |p| ip_preference(p) as i32),
+            ip_preference: c
+                .ip_preference
+                .or(mesh_pref)
+                .map_or(0, |p| ip_preference(p) as i32),
             refresh: None,
         }
     } else {
@@ -329,12 +355,15 @@ fn target_cluster(cx: &mut Cx<'_>, b: &BackendRef, node: &str, port: Option<i64>
         protocol: cluster_protocol(listener.port_mapping.protocol) as i32,
         lb_policy: 0,
         connect_timeout: None,
-        outlier_detection: listener.outlier_detection.as_ref().map(|o| v1::OutlierDetection {
-            max_server_errors: u32::try_from(o.max_server_errors).unwrap_or(1),
-            interval: Some(duration(&o.interval)),
-            base_ejection_duration: Some(duration(&o.base_ejection_duration)),
-            max_ejection_percent: u32::try_from(o.max_ejection_percent).unwrap_or(0),
-        }),
+        outlier_detection: listener
+            .outlier_detection
+            .as_ref()
+            .map(|o| v1::OutlierDetection {
+                max_server_errors: u32::try_from(o.max_server_errors).unwrap_or(1),
+                interval: Some(duration(&o.interval)),
+                base_ejection_duration: Some(duration(&o.base_ejection_duration)),
+                max_ejection_percent: u32::try_from(o.max_ejection_percent).unwrap_or(0),
+            }),
         health_check: None,
         connection_pool: None,
         tls,

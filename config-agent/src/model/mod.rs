@@ -244,12 +244,18 @@ impl Model {
                     let key = (x.mesh.clone(), x.parent.clone(), x.name.clone());
                     insert(&mut m.routes, key, x, Kind::Route)
                 }
-                ParsedResource::VirtualService(x) => {
-                    insert(&mut m.services, k2(&x.mesh, &x.name), x, Kind::VirtualService)
-                }
-                ParsedResource::VirtualGateway(x) => {
-                    insert(&mut m.gateways, k2(&x.mesh, &x.name), x, Kind::VirtualGateway)
-                }
+                ParsedResource::VirtualService(x) => insert(
+                    &mut m.services,
+                    k2(&x.mesh, &x.name),
+                    x,
+                    Kind::VirtualService,
+                ),
+                ParsedResource::VirtualGateway(x) => insert(
+                    &mut m.gateways,
+                    k2(&x.mesh, &x.name),
+                    x,
+                    Kind::VirtualGateway,
+                ),
                 ParsedResource::GatewayRoute(x) => {
                     let key = (x.mesh.clone(), x.parent.clone(), x.name.clone());
                     insert(&mut m.gateway_routes, key, x, Kind::GatewayRoute)
@@ -345,11 +351,7 @@ fn insert<K: Ord, S>(
             first.origin.file.clone()
         };
         let name_key = kind.name_key();
-        return Some(res.problem(
-            kind,
-            name_key,
-            format!("defined twice: also in {at}"),
-        ));
+        return Some(res.problem(kind, name_key, format!("defined twice: also in {at}")));
     }
     map.insert(key, res);
     None

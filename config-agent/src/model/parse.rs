@@ -180,7 +180,10 @@ fn resource(value: Value, mut origin: Origin) -> Result<ParsedResource, Problem>
             return Err(problem_at(
                 &origin,
                 "",
-                format!("{key}: expected an object with meshName, {} and spec", kind.name_key()),
+                format!(
+                    "{key}: expected an object with meshName, {} and spec",
+                    kind.name_key()
+                ),
             ));
         };
         return typed(kind, inner, origin);
@@ -218,7 +221,11 @@ fn infer_kind(obj: &Map<String, Value>) -> Option<Kind> {
     })
 }
 
-fn typed(kind: Kind, mut obj: Map<String, Value>, origin: Origin) -> Result<ParsedResource, Problem> {
+fn typed(
+    kind: Kind,
+    mut obj: Map<String, Value>,
+    origin: Origin,
+) -> Result<ParsedResource, Problem> {
     let string = |obj: &mut Map<String, Value>, key: &str| -> Result<String, Problem> {
         match obj.remove(key) {
             Some(Value::String(s)) if !s.is_empty() => Ok(s),
@@ -256,46 +263,67 @@ fn typed(kind: Kind, mut obj: Map<String, Value>, origin: Origin) -> Result<Pars
             ));
         }
     }
-    let res = |spec| Res {
-        mesh: mesh.clone(),
-        name: name.clone(),
-        parent: parent.clone(),
-        spec,
-        origin: origin.clone(),
-    };
-    let subject_problem = |p: Problem| -> Problem {
-        Problem {
-            subject: Some(super::Subject {
+    let spec = match spec {
+        Some(Value::Null) | None if kind == Kind::Mesh => Value::Object(Map::new()),
+        Some(Value::Null) | None => {
+            let mut p = problem_at(&origin, "", "spec is required");
+            p.subject = Some(super::Subject {
                 kind,
                 mesh: mesh.clone(),
                 name: name.clone(),
                 parent: parent.clone(),
-            }),
-            ..p
+            });
+            return Err(p);
         }
+        Some(v) => v,
     };
-    let parse = |spec: Option<Value>| -> Result<Value, Problem> {
-        match spec {
-            Some(Value::Null) | None if kind == Kind::Mesh => Ok(Value::Object(Map::new())),
-            Some(Value::Null) | None => Err(subject_problem(problem_at(
-                &origin,
-                "",
-                "spec is required",
-            ))),
-            Some(v) => Ok(v),
-        }
+    let b = Builder {
+        kind,
+        mesh,
+        name,
+        parent,
+        origin,
     };
-    let spec = parse(spec)?;
-    let de = |v: Value| decode_spec(v, &origin).map_err(subject_problem);
     Ok(match kind {
-        Kind::Mesh => ParsedResource::Mesh(res(de(spec)?)),
-        Kind::VirtualNode => ParsedResource::VirtualNode(res(de(spec)?)),
-        Kind::VirtualRouter => ParsedResource::VirtualRouter(res(de(spec)?)),
-        Kind::Route => ParsedResource::Route(res(de(spec)?)),
-        Kind::VirtualService => ParsedResource::VirtualService(res(de(spec)?)),
-        Kind::VirtualGateway => ParsedResource::VirtualGateway(res(de(spec)?)),
-        Kind::GatewayRoute => ParsedResource::GatewayRoute(res(de(spec)?)),
+        Kind::Mesh => ParsedResource::Mesh(b.build(spec)?),
+        Kind::VirtualNode => ParsedResource::VirtualNode(b.build(spec)?),
+        Kind::VirtualRouter => ParsedResource::VirtualRouter(b.build(spec)?),
+        Kind::Route => ParsedResource::Route(b.build(spec)?),
+        Kind::VirtualService => ParsedResource::VirtualService(b.build(spec)?),
+        Kind::VirtualGateway => ParsedResource::VirtualGateway(b.build(spec)?),
+        Kind::GatewayRoute => ParsedResource::GatewayRoute(b.build(spec)?),
     })
+}
+
+struct Builder {
+    kind: Kind,
+    mesh: String,
+    name: String,
+    parent: String,
+    origin: Origin,
+}
+
+impl Builder {
+    fn build<S: DeserializeOwned>(self, spec: Value) -> Result<Res<S>, Problem> {
+        match decode_spec(spec, &self.origin) {
+            Ok(spec) => Ok(Res {
+                mesh: self.mesh,
+                name: self.name,
+                parent: self.parent,
+                spec,
+                origin: self.origin,
+            }),
+            Err(mut p) => {
+                p.subject = Some(super::Subject {
+                    kind: self.kind,
+                    mesh: self.mesh,
+                    name: self.name,
+                    parent: self.parent,
+                });
+                Err(p)
+            }
+        }
+    }
 }
 
 fn decode_spec<T: DeserializeOwned>(v: Value, origin: &Origin) -> Result<T, Problem> {
@@ -354,7 +382,12 @@ spec:
         let e = parse_text("f.json", text, true).expect_err("bad port");
         let s = e[0].to_string();
         assert!(s.starts_with("f.json:4:"), "{s}");
-        assert!(s.contains("virtualRouter r (mesh m): spec.listeners[0].portMapping.port: invalid type"), "{s}");
+        assert!(
+            s.contains(
+                "virtualRouter r (mesh m): spec.listeners[0].portMapping.port: invalid type"
+            ),
+            "{s}"
+        );
     }
 
     #[test]
@@ -363,6 +396,9 @@ spec:
         let e = parse_text("f.yaml", text, false).expect_err("bad protocol");
         let s = e[0].to_string();
         assert!(s.starts_with("f.yaml:8:"), "{s}");
-        assert!(s.contains("spec.listeners[0].portMapping.protocol: unknown variant `htp`"), "{s}");
+        assert!(
+            s.contains("spec.listeners[0].portMapping.protocol: unknown variant `htp`"),
+            "{s}"
+        );
     }
 }

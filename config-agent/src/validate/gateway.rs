@@ -24,7 +24,10 @@ impl At<'_, '_, VirtualGatewaySpec> {
         if spec.listeners.is_empty() {
             self.err("spec.listeners", "a virtual gateway needs a listener");
         }
-        self.port_mappings("spec.listeners", spec.listeners.iter().map(|l| &l.port_mapping));
+        self.port_mappings(
+            "spec.listeners",
+            spec.listeners.iter().map(|l| &l.port_mapping),
+        );
         for (i, l) in spec.listeners.iter().enumerate() {
             let f = format!("spec.listeners[{i}]");
             let protocol = l.port_mapping.protocol;
@@ -44,7 +47,11 @@ impl At<'_, '_, VirtualGatewaySpec> {
                 self.listener_tls(&format!("{f}.tls"), t, true);
             }
         }
-        if let Some(c) = spec.backend_defaults.as_ref().and_then(|d| d.client_policy.as_ref()) {
+        if let Some(c) = spec
+            .backend_defaults
+            .as_ref()
+            .and_then(|d| d.client_policy.as_ref())
+        {
             self.client_policy("spec.backendDefaults.clientPolicy", c);
         }
         if let Some(l) = &spec.logging {
@@ -55,7 +62,10 @@ impl At<'_, '_, VirtualGatewaySpec> {
 
 impl At<'_, '_, GatewayRouteSpec> {
     fn hostname(&mut self, f: &str, h: &HostnameMatch) {
-        if !self.one_of(f, &[("exact", h.exact.is_some()), ("suffix", h.suffix.is_some())]) {
+        if !self.one_of(
+            f,
+            &[("exact", h.exact.is_some()), ("suffix", h.suffix.is_some())],
+        ) {
             return;
         }
         for (k, v) in [("exact", &h.exact), ("suffix", &h.suffix)] {
@@ -68,7 +78,10 @@ impl At<'_, '_, GatewayRouteSpec> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
             if !ok {
-                self.err(&vf, format!("{v:?} is not a host name (no wildcards: use suffix)"));
+                self.err(
+                    &vf,
+                    format!("{v:?} is not a host name (no wildcards: use suffix)"),
+                );
             }
         }
     }
@@ -114,7 +127,9 @@ impl At<'_, '_, GatewayRouteSpec> {
         ) {
             return;
         }
-        let Some(kind) = gateway_route_kind(spec) else { return };
+        let Some(kind) = gateway_route_kind(spec) else {
+            return;
+        };
         let f = format!("spec.{}", kind.0);
         let mesh = self.res.mesh.clone();
         let gw_name = self.res.parent.clone();
@@ -137,7 +152,13 @@ impl At<'_, '_, GatewayRouteSpec> {
                     .map(|l| (l.port_mapping.port, l.port_mapping.protocol))
                     .collect();
                 let owner = format!("virtualGateway {gw_name}");
-                self.listener_port(&format!("{f}.match.port"), port, &listeners, (f.as_str(), kind.1), &owner);
+                self.listener_port(
+                    &format!("{f}.match.port"),
+                    port,
+                    &listeners,
+                    (f.as_str(), kind.1),
+                    &owner,
+                );
             }
         }
         if let Some(r) = spec.http_route.as_ref().or(spec.http2_route.as_ref()) {
@@ -152,7 +173,9 @@ impl At<'_, '_, GatewayRouteSpec> {
                 if lower.starts_with("/aws-appmesh") || lower.starts_with("/aws-app-mesh") {
                     self.err(
                         &format!("{mf}.prefix"),
-                        format!("{p:?}: prefixes starting /aws-appmesh and /aws-app-mesh are reserved"),
+                        format!(
+                            "{p:?}: prefixes starting /aws-appmesh and /aws-app-mesh are reserved"
+                        ),
                     );
                 }
             }
@@ -171,7 +194,10 @@ impl At<'_, '_, GatewayRouteSpec> {
                     }
                     if self.one_of(
                         &pf,
-                        &[("defaultPrefix", p.default_prefix.is_some()), ("value", p.value.is_some())],
+                        &[
+                            ("defaultPrefix", p.default_prefix.is_some()),
+                            ("value", p.value.is_some()),
+                        ],
                     ) && let Some(v) = &p.value
                         && self.length(&format!("{pf}.value"), v, 1, 255)
                         && !v.starts_with('/')
@@ -183,8 +209,13 @@ impl At<'_, '_, GatewayRouteSpec> {
                     if rw.prefix.is_some() {
                         self.err(&rf, "rewrites either the prefix or the path, not both");
                     }
-                    if self.length(&format!("{rf}.path.exact"), &p.exact, 1, 255) && !p.exact.starts_with('/') {
-                        self.err(&format!("{rf}.path.exact"), format!("{:?} must start with '/'", p.exact));
+                    if self.length(&format!("{rf}.path.exact"), &p.exact, 1, 255)
+                        && !p.exact.starts_with('/')
+                    {
+                        self.err(
+                            &format!("{rf}.path.exact"),
+                            format!("{:?} must start with '/'", p.exact),
+                        );
                     }
                 }
             }

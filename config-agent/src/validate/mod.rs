@@ -6,6 +6,9 @@ mod gateway;
 mod node;
 mod route;
 
+pub use gateway::gateway_route_kind;
+pub use route::{GRPC_RETRY_EVENTS, HTTP_RETRY_EVENTS, TCP_RETRY_EVENTS, route_kind};
+
 use crate::model::{
     Duration, HeaderMatch, Kind, Model, PortMapping, Problem, Problems, Res, VirtualServiceSpec,
 };
@@ -151,7 +154,10 @@ impl<S> At<'_, '_, S> {
             if n == 0 {
                 self.err(field, format!("must not be empty (1..{hi} characters)"));
             } else {
-                self.err(field, format!("is {n} characters long: the limit is {lo}..{hi}"));
+                self.err(
+                    field,
+                    format!("is {n} characters long: the limit is {lo}..{hi}"),
+                );
             }
             return false;
         }
@@ -214,7 +220,13 @@ impl<S> At<'_, '_, S> {
         if self.length(field, re, 1, 255)
             && let Err(e) = regex::Regex::new(re)
         {
-            let first = e.to_string().lines().last().unwrap_or_default().trim().to_owned();
+            let first = e
+                .to_string()
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
             self.err(field, format!("invalid regex: {first}"));
         }
     }
@@ -239,7 +251,11 @@ impl<S> At<'_, '_, S> {
             ) {
                 continue;
             }
-            for (k, v) in [("exact", &m.exact), ("prefix", &m.prefix), ("suffix", &m.suffix)] {
+            for (k, v) in [
+                ("exact", &m.exact),
+                ("prefix", &m.prefix),
+                ("suffix", &m.suffix),
+            ] {
                 if let Some(v) = v {
                     self.length(&format!("{mf}.{k}"), v, 1, 255);
                 }
@@ -311,7 +327,10 @@ impl At<'_, '_, VirtualServiceSpec> {
         {
             self.err(
                 "spec.provider.virtualNode.virtualNodeName",
-                format!("virtualNode {:?} does not exist in mesh {mesh}", n.virtual_node_name),
+                format!(
+                    "virtualNode {:?} does not exist in mesh {mesh}",
+                    n.virtual_node_name
+                ),
             );
         }
         if let Some(r) = &p.virtual_router
@@ -339,13 +358,25 @@ pub fn service_ports(model: &Model, mesh: &str, service: &str) -> Vec<PortMappin
     if let Some(n) = &p.virtual_node {
         return model
             .node(mesh, &n.virtual_node_name)
-            .map(|n| n.spec.listeners.iter().map(|l| l.port_mapping.clone()).collect())
+            .map(|n| {
+                n.spec
+                    .listeners
+                    .iter()
+                    .map(|l| l.port_mapping.clone())
+                    .collect()
+            })
             .unwrap_or_default();
     }
     if let Some(r) = &p.virtual_router {
         return model
             .router(mesh, &r.virtual_router_name)
-            .map(|r| r.spec.listeners.iter().map(|l| l.port_mapping.clone()).collect())
+            .map(|r| {
+                r.spec
+                    .listeners
+                    .iter()
+                    .map(|l| l.port_mapping.clone())
+                    .collect()
+            })
             .unwrap_or_default();
     }
     Vec::new()

@@ -8,9 +8,24 @@ use crate::model::{
 impl<S> At<'_, '_, S> {
     pub(super) fn health_check(&mut self, f: &str, h: &HealthCheck, listener_port: i64) {
         self.range(&format!("{f}.healthyThreshold"), h.healthy_threshold, 2, 10);
-        self.range(&format!("{f}.unhealthyThreshold"), h.unhealthy_threshold, 2, 10);
-        self.range(&format!("{f}.intervalMillis"), h.interval_millis, 5000, 300_000);
-        self.range(&format!("{f}.timeoutMillis"), h.timeout_millis, 2000, 60_000);
+        self.range(
+            &format!("{f}.unhealthyThreshold"),
+            h.unhealthy_threshold,
+            2,
+            10,
+        );
+        self.range(
+            &format!("{f}.intervalMillis"),
+            h.interval_millis,
+            5000,
+            300_000,
+        );
+        self.range(
+            &format!("{f}.timeoutMillis"),
+            h.timeout_millis,
+            2000,
+            60_000,
+        );
         if let Some(p) = h.port
             && p != listener_port
         {
@@ -22,7 +37,10 @@ impl<S> At<'_, '_, S> {
         match (&h.path, h.protocol) {
             (None, PortProtocol::Http | PortProtocol::Http2) => self.err(
                 f,
-                format!("path is required for an {} health check", h.protocol.as_str()),
+                format!(
+                    "path is required for an {} health check",
+                    h.protocol.as_str()
+                ),
             ),
             (Some(p), _) if !p.starts_with('/') => {
                 self.err(&format!("{f}.path"), format!("{p:?} must start with '/'"));
@@ -47,7 +65,10 @@ impl<S> At<'_, '_, S> {
         if tcp_allowed {
             members.insert(0, ("tcp", p.tcp.is_some()));
         } else if p.tcp.is_some() {
-            self.err(&format!("{f}.tcp"), "a virtual gateway has no tcp connection pool");
+            self.err(
+                &format!("{f}.tcp"),
+                "a virtual gateway has no tcp connection pool",
+            );
             return;
         }
         if !self.one_of(f, &members) {
@@ -96,10 +117,20 @@ impl<S> At<'_, '_, S> {
             ],
         ) {
             if let Some(a) = &c.acm {
-                self.length(&format!("{cf}.acm.certificateArn"), &a.certificate_arn, 1, 2048);
+                self.length(
+                    &format!("{cf}.acm.certificateArn"),
+                    &a.certificate_arn,
+                    1,
+                    2048,
+                );
             }
             if let Some(file) = &c.file {
-                self.length(&format!("{cf}.file.certificateChain"), &file.certificate_chain, 1, 255);
+                self.length(
+                    &format!("{cf}.file.certificateChain"),
+                    &file.certificate_chain,
+                    1,
+                    255,
+                );
                 self.length(&format!("{cf}.file.privateKey"), &file.private_key, 1, 255);
             }
             if let Some(s) = &c.sds {
@@ -139,7 +170,12 @@ impl<S> At<'_, '_, S> {
                 }
             }
             if let Some(file) = &t.file {
-                self.length(&format!("{tf}.file.certificateChain"), &file.certificate_chain, 1, 255);
+                self.length(
+                    &format!("{tf}.file.certificateChain"),
+                    &file.certificate_chain,
+                    1,
+                    255,
+                );
             }
             if let Some(s) = &t.sds {
                 self.length(&format!("{tf}.sds.secretName"), &s.secret_name, 1, 255);
@@ -170,9 +206,17 @@ impl<S> At<'_, '_, S> {
         }
         if let Some(cert) = &t.certificate {
             let cf = format!("{f}.certificate");
-            if self.one_of(&cf, &[("file", cert.file.is_some()), ("sds", cert.sds.is_some())]) {
+            if self.one_of(
+                &cf,
+                &[("file", cert.file.is_some()), ("sds", cert.sds.is_some())],
+            ) {
                 if let Some(file) = &cert.file {
-                    self.length(&format!("{cf}.file.certificateChain"), &file.certificate_chain, 1, 255);
+                    self.length(
+                        &format!("{cf}.file.certificateChain"),
+                        &file.certificate_chain,
+                        1,
+                        255,
+                    );
                     self.length(&format!("{cf}.file.privateKey"), &file.private_key, 1, 255);
                 }
                 if let Some(s) = &cert.sds {
@@ -180,7 +224,11 @@ impl<S> At<'_, '_, S> {
                 }
             }
         }
-        self.tls_validation(&format!("{f}.validation"), &t.validation, t.enforce.unwrap_or(true));
+        self.tls_validation(
+            &format!("{f}.validation"),
+            &t.validation,
+            t.enforce.unwrap_or(true),
+        );
     }
 
     pub(super) fn logging(&mut self, f: &str, l: &Logging) {
@@ -193,7 +241,10 @@ impl<S> At<'_, '_, S> {
         self.length(&format!("{f}.path"), &file.path, 1, 255);
         let Some(fmt) = &file.format else { return };
         let ff = format!("{f}.format");
-        if !self.one_of(&ff, &[("text", fmt.text.is_some()), ("json", fmt.json.is_some())]) {
+        if !self.one_of(
+            &ff,
+            &[("text", fmt.text.is_some()), ("json", fmt.json.is_some())],
+        ) {
             return;
         }
         if let Some(t) = &fmt.text {
@@ -215,7 +266,10 @@ impl At<'_, '_, VirtualNodeSpec> {
     pub(super) fn node(&mut self) {
         self.name_length();
         let spec = &self.res.spec;
-        self.port_mappings("spec.listeners", spec.listeners.iter().map(|l| &l.port_mapping));
+        self.port_mappings(
+            "spec.listeners",
+            spec.listeners.iter().map(|l| &l.port_mapping),
+        );
         for (i, l) in spec.listeners.iter().enumerate() {
             let f = format!("spec.listeners[{i}]");
             let protocol = l.port_mapping.protocol;
@@ -225,9 +279,17 @@ impl At<'_, '_, VirtualNodeSpec> {
             if let Some(o) = &l.outlier_detection {
                 let of = format!("{f}.outlierDetection");
                 self.at_least(&format!("{of}.maxServerErrors"), o.max_server_errors, 1);
-                self.range(&format!("{of}.maxEjectionPercent"), o.max_ejection_percent, 0, 100);
+                self.range(
+                    &format!("{of}.maxEjectionPercent"),
+                    o.max_ejection_percent,
+                    0,
+                    100,
+                );
                 self.duration(&format!("{of}.interval"), &o.interval);
-                self.duration(&format!("{of}.baseEjectionDuration"), &o.base_ejection_duration);
+                self.duration(
+                    &format!("{of}.baseEjectionDuration"),
+                    &o.base_ejection_duration,
+                );
             }
             if let Some(p) = &l.connection_pool {
                 self.connection_pool(&format!("{f}.connectionPool"), p, protocol, true);
@@ -244,7 +306,11 @@ impl At<'_, '_, VirtualNodeSpec> {
                     ("tcp", t.tcp.is_some()),
                 ];
                 if self.one_of(&tf, &members) {
-                    let given = members.iter().find(|(_, s)| *s).map(|(n, _)| *n).unwrap_or_default();
+                    let given = members
+                        .iter()
+                        .find(|(_, s)| *s)
+                        .map(|(n, _)| *n)
+                        .unwrap_or_default();
                     if given != protocol.as_str() {
                         self.err(
                             &format!("{tf}.{given}"),
@@ -256,7 +322,10 @@ impl At<'_, '_, VirtualNodeSpec> {
                     }
                     for (k, h) in [("http", &t.http), ("http2", &t.http2), ("grpc", &t.grpc)] {
                         if let Some(h) = h {
-                            self.opt_duration(&format!("{tf}.{k}.perRequest"), h.per_request.as_ref());
+                            self.opt_duration(
+                                &format!("{tf}.{k}.perRequest"),
+                                h.per_request.as_ref(),
+                            );
                             self.opt_duration(&format!("{tf}.{k}.idle"), h.idle.as_ref());
                         }
                     }
@@ -276,14 +345,27 @@ impl At<'_, '_, VirtualNodeSpec> {
                 let f = "spec.serviceDiscovery";
                 if self.one_of(
                     f,
-                    &[("dns", sd.dns.is_some()), ("awsCloudMap", sd.aws_cloud_map.is_some())],
+                    &[
+                        ("dns", sd.dns.is_some()),
+                        ("awsCloudMap", sd.aws_cloud_map.is_some()),
+                    ],
                 ) {
                     if let Some(d) = &sd.dns {
                         self.length(&format!("{f}.dns.hostname"), &d.hostname, 1, 253);
                     }
                     if let Some(c) = &sd.aws_cloud_map {
-                        self.length(&format!("{f}.awsCloudMap.namespaceName"), &c.namespace_name, 1, 1024);
-                        self.length(&format!("{f}.awsCloudMap.serviceName"), &c.service_name, 1, 1024);
+                        self.length(
+                            &format!("{f}.awsCloudMap.namespaceName"),
+                            &c.namespace_name,
+                            1,
+                            1024,
+                        );
+                        self.length(
+                            &format!("{f}.awsCloudMap.serviceName"),
+                            &c.service_name,
+                            1,
+                            1024,
+                        );
                     }
                 }
             }
@@ -306,7 +388,11 @@ impl At<'_, '_, VirtualNodeSpec> {
                 self.client_policy(&format!("{f}.virtualService.clientPolicy"), c);
             }
         }
-        if let Some(c) = spec.backend_defaults.as_ref().and_then(|d| d.client_policy.as_ref()) {
+        if let Some(c) = spec
+            .backend_defaults
+            .as_ref()
+            .and_then(|d| d.client_policy.as_ref())
+        {
             self.client_policy("spec.backendDefaults.clientPolicy", c);
         }
         if let Some(l) = &spec.logging {

@@ -5,8 +5,12 @@ use crate::model::{
     RouteSpec, VirtualRouterSpec,
 };
 
-pub const HTTP_RETRY_EVENTS: [&str; 4] =
-    ["server-error", "gateway-error", "client-error", "stream-error"];
+pub const HTTP_RETRY_EVENTS: [&str; 4] = [
+    "server-error",
+    "gateway-error",
+    "client-error",
+    "stream-error",
+];
 pub const TCP_RETRY_EVENTS: [&str; 1] = ["connection-error"];
 pub const GRPC_RETRY_EVENTS: [&str; 5] = [
     "cancelled",
@@ -35,7 +39,10 @@ impl At<'_, '_, VirtualRouterSpec> {
     pub(super) fn router(&mut self) {
         self.name_length();
         if self.res.spec.listeners.is_empty() {
-            self.err("spec.listeners", "a virtual router needs a listener (its port and protocol)");
+            self.err(
+                "spec.listeners",
+                "a virtual router needs a listener (its port and protocol)",
+            );
         }
         self.port_mappings(
             "spec.listeners",
@@ -99,7 +106,12 @@ impl<S> At<'_, '_, S> {
         }
     }
 
-    pub(super) fn path_match(&mut self, f: &str, prefix: Option<&String>, path: Option<&HttpPathMatch>) {
+    pub(super) fn path_match(
+        &mut self,
+        f: &str,
+        prefix: Option<&String>,
+        path: Option<&HttpPathMatch>,
+    ) {
         if let Some(p) = prefix
             && !p.starts_with('/')
         {
@@ -110,7 +122,10 @@ impl<S> At<'_, '_, S> {
         }
         if let Some(p) = path {
             let pf = format!("{f}.path");
-            if self.one_of(&pf, &[("exact", p.exact.is_some()), ("regex", p.regex.is_some())]) {
+            if self.one_of(
+                &pf,
+                &[("exact", p.exact.is_some()), ("regex", p.regex.is_some())],
+            ) {
                 if let Some(e) = &p.exact
                     && self.length(&format!("{pf}.exact"), e, 1, 255)
                     && !e.starts_with('/')
@@ -137,7 +152,10 @@ impl<S> At<'_, '_, S> {
             if !allowed.contains(&e.as_str()) {
                 self.err(
                     &format!("{f}[{i}]"),
-                    format!("unknown retry event {e:?}: expected one of {}", allowed.join(", ")),
+                    format!(
+                        "unknown retry event {e:?}: expected one of {}",
+                        allowed.join(", ")
+                    ),
                 );
             }
         }
@@ -146,14 +164,35 @@ impl<S> At<'_, '_, S> {
     fn retry_policy(&mut self, f: &str, r: &RetryPolicy, grpc: bool) {
         self.at_least(&format!("{f}.maxRetries"), r.max_retries, 0);
         self.duration(&format!("{f}.perRetryTimeout"), &r.per_retry_timeout);
-        self.retry_events(&format!("{f}.httpRetryEvents"), &r.http_retry_events, &HTTP_RETRY_EVENTS, 25);
-        self.retry_events(&format!("{f}.tcpRetryEvents"), &r.tcp_retry_events, &TCP_RETRY_EVENTS, 1);
+        self.retry_events(
+            &format!("{f}.httpRetryEvents"),
+            &r.http_retry_events,
+            &HTTP_RETRY_EVENTS,
+            25,
+        );
+        self.retry_events(
+            &format!("{f}.tcpRetryEvents"),
+            &r.tcp_retry_events,
+            &TCP_RETRY_EVENTS,
+            1,
+        );
         if grpc {
-            self.retry_events(&format!("{f}.grpcRetryEvents"), &r.grpc_retry_events, &GRPC_RETRY_EVENTS, 5);
+            self.retry_events(
+                &format!("{f}.grpcRetryEvents"),
+                &r.grpc_retry_events,
+                &GRPC_RETRY_EVENTS,
+                5,
+            );
         } else if !r.grpc_retry_events.is_empty() {
-            self.err(&format!("{f}.grpcRetryEvents"), "only gRPC routes have gRPC retry events");
+            self.err(
+                &format!("{f}.grpcRetryEvents"),
+                "only gRPC routes have gRPC retry events",
+            );
         }
-        if r.http_retry_events.is_empty() && r.tcp_retry_events.is_empty() && r.grpc_retry_events.is_empty() {
+        if r.http_retry_events.is_empty()
+            && r.tcp_retry_events.is_empty()
+            && r.grpc_retry_events.is_empty()
+        {
             self.err(
                 f,
                 "needs at least one retry event (httpRetryEvents, tcpRetryEvents or grpcRetryEvents)",
@@ -176,17 +215,28 @@ impl<S> At<'_, '_, S> {
                 total += t.weight;
             }
             if seen.contains(&(t.virtual_node.as_str(), t.port)) {
-                self.err(&format!("{tf}.virtualNode"), format!("{:?} is a target twice", t.virtual_node));
+                self.err(
+                    &format!("{tf}.virtualNode"),
+                    format!("{:?} is a target twice", t.virtual_node),
+                );
             }
             seen.push((t.virtual_node.as_str(), t.port));
             let Some(node) = self.model.node(&mesh, &t.virtual_node) else {
                 self.err(
                     &format!("{tf}.virtualNode"),
-                    format!("virtualNode {:?} does not exist in mesh {mesh}", t.virtual_node),
+                    format!(
+                        "virtualNode {:?} does not exist in mesh {mesh}",
+                        t.virtual_node
+                    ),
                 );
                 continue;
             };
-            let ports: Vec<i64> = node.spec.listeners.iter().map(|l| l.port_mapping.port).collect();
+            let ports: Vec<i64> = node
+                .spec
+                .listeners
+                .iter()
+                .map(|l| l.port_mapping.port)
+                .collect();
             match (t.port, ports.len()) {
                 (_, 0) => self.err(
                     &format!("{tf}.virtualNode"),
@@ -215,10 +265,16 @@ impl<S> At<'_, '_, S> {
             }
         }
         if n > 0 && total == 0 {
-            self.err(&f, "every target has weight 0: at least one needs a weight above 0");
+            self.err(
+                &f,
+                "every target has weight 0: at least one needs a weight above 0",
+            );
         }
         if total > 100 {
-            self.err(&f, format!("the weights add up to {total}: the total must not exceed 100"));
+            self.err(
+                &f,
+                format!("the weights add up to {total}: the total must not exceed 100"),
+            );
         }
     }
 
@@ -226,7 +282,10 @@ impl<S> At<'_, '_, S> {
         let m = &r.r#match;
         let mf = format!("{f}.match");
         if m.prefix.is_none() && m.path.is_none() {
-            self.err(&mf, "needs prefix or path (prefix \"/\" matches every request)");
+            self.err(
+                &mf,
+                "needs prefix or path (prefix \"/\" matches every request)",
+            );
         }
         self.path_match(&mf, m.prefix.as_ref(), m.path.as_ref());
         self.header_matches(&format!("{mf}.headers"), &m.headers);
@@ -270,7 +329,10 @@ impl At<'_, '_, RouteSpec> {
             .or(spec.http2_route.as_ref())
             .and_then(|r| r.r#match.port)
             .or(spec.grpc_route.as_ref().and_then(|r| r.r#match.port))
-            .or(spec.tcp_route.as_ref().and_then(|r| r.r#match.as_ref()?.port));
+            .or(spec
+                .tcp_route
+                .as_ref()
+                .and_then(|r| r.r#match.as_ref()?.port));
         match self.model.router(&mesh, &router_name) {
             None => self.err(
                 "virtualRouterName",
@@ -285,7 +347,13 @@ impl At<'_, '_, RouteSpec> {
                     .collect();
                 let owner = format!("virtualRouter {router_name}");
                 let kind_path = (f.as_str(), kind.1);
-                self.listener_port(&format!("{f}.match.port"), port, &listeners, kind_path, &owner);
+                self.listener_port(
+                    &format!("{f}.match.port"),
+                    port,
+                    &listeners,
+                    kind_path,
+                    &owner,
+                );
             }
         }
         if let Some(r) = spec.http_route.as_ref().or(spec.http2_route.as_ref()) {
@@ -298,7 +366,10 @@ impl At<'_, '_, RouteSpec> {
             }
             if let Some(m) = &g.r#match.method_name {
                 if g.r#match.service_name.is_none() {
-                    self.err(&format!("{mf}.methodName"), "methodName requires serviceName");
+                    self.err(
+                        &format!("{mf}.methodName"),
+                        "methodName requires serviceName",
+                    );
                 }
                 self.length(&format!("{mf}.methodName"), m, 1, 50);
             }
