@@ -4,6 +4,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod agent_client;
 pub mod cluster;
 pub mod config;
 pub mod demo;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use ferry_proxy::{admin, config, demo, server::Proxy};
+use ferry_proxy::{admin, agent_client, config, demo, server::Proxy};
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt, reload, util::SubscriberInitExt};
 
 /// The example served by `ferry-proxy demo` when no --config is given.
@@ -53,6 +53,35 @@ struct RunArgs {
     /// Check the config file (parse, validate, compile) and exit.
     #[arg(long)]
     validate: bool,
+    /// Follow ferry-agent at this gRPC URL (http://host:port) instead of a config file.
+    #[arg(long, env = "FERRY_AGENT", conflicts_with_all = ["config", "validate"], value_name = "URL")]
+    agent: Option<String>,
+    /// This proxy's identity for the agent: MESH/virtualNode/NAME or MESH/virtualGateway/NAME
+    /// (or the resource's ARN). Default: $APPMESH_RESOURCE_ARN.
+    #[arg(long, env = "FERRY_NODE", value_name = "ID")]
+    node: Option<String>,
+    /// Keep the last table accepted from the agent here, and serve it at start while the agent
+    /// cannot be reached.
+    #[arg(long, env = "FERRY_STATE_DIR", requires = "agent", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Port of the agent's inbound listener (App Mesh's 15000). Default:
+    /// $APPMESH_ENVOY_INGRESS_PORT, else the agent's.
+    #[arg(
+        long,
+        env = "FERRY_INGRESS_PORT",
+        requires = "agent",
+        value_name = "PORT"
+    )]
+    ingress_port: Option<u16>,
+    /// Port of the agent's outbound listener (App Mesh's 15001). Default:
+    /// $APPMESH_ENVOY_EGRESS_PORT, else the agent's.
+    #[arg(
+        long,
+        env = "FERRY_EGRESS_PORT",
+        requires = "agent",
+        value_name = "PORT"
+    )]
+    egress_port: Option<u16>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -116,8 +145,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: RunArgs, set_level: admin::SetLogLevel) -> anyhow::Result<()> {
+    if let Some(url) = args.agent.clone() {
+        return run_agent(args, url, set_level).await;
+    }
     let Some(config_path) = args.config.clone() else {
-        bail!("--config FILE is required (or try `ferry-proxy demo`)");
+        bail!("--config FILE or --agent URL is required (or try `ferry-proxy demo`)");
     };
     let proxy = Arc::new(Proxy::with_dns_servers(args.dns_resolver.clone()));
     let version = match config::apply_file(&proxy, &config_path).await {
@@ -140,6 +172,61 @@ async fn run(args: RunArgs, set_level: admin::SetLogLevel) -> anyhow::Result<()>
     let _watcher = config::watch(Arc::clone(&proxy), config_path.clone())
         .with_context(|| format!("cannot watch {}", config_path.display()))?;
     wait_for_shutdown(&proxy).await?;
+    shutdown(&proxy, args.drain_timeout).await;
+    Ok(())
+}
+
+/// Agent mode: tables come from ferry-agent over gRPC (see `agent_client`).
+async fn run_agent(
+    args: RunArgs,
+    url: String,
+    set_level: admin::SetLogLevel,
+) -> anyhow::Result<()> {
+    let node = args
+        .node
+        .clone()
+        .or_else(|| std::env::var("APPMESH_RESOURCE_ARN").ok())
+        .context("--node ID is required with --agent (MESH/virtualNode/NAME or MESH/virtualGateway/NAME)")?;
+    let env_port = |name: &str| -> anyhow::Result<Option<u16>> {
+        match std::env::var(name) {
+            Ok(v) => Ok(Some(
+                v.parse()
+                    .with_context(|| format!("{name}={v:?} is not a port"))?,
+            )),
+            Err(_) => Ok(None),
+        }
+    };
+    let cfg = agent_client::AgentConfig {
+        url,
+        node,
+        state_dir: args.state_dir.clone(),
+        ingress_port: match args.ingress_port {
+            Some(p) => Some(p),
+            None => env_port("APPMESH_ENVOY_INGRESS_PORT")?,
+        },
+        egress_port: match args.egress_port {
+            Some(p) => Some(p),
+            None => env_port("APPMESH_ENVOY_EGRESS_PORT")?,
+        },
+        instance: std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default(),
+    };
+    let proxy = Arc::new(Proxy::with_dns_servers(args.dns_resolver.clone()));
+    agent_client::load_state(&proxy, &cfg).await;
+    let admin_addr = admin::spawn(args.admin_addr, Arc::clone(&proxy), set_level)
+        .await
+        .with_context(|| format!("cannot start the admin server on {}", args.admin_addr))?;
+    tracing::info!(address = %admin_addr, agent = %cfg.url, node = %cfg.node, "admin server listening; following the agent");
+    if let Some(p) = &args.admin_address_path {
+        std::fs::write(p, admin_addr.to_string())
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    let follower = agent_client::spawn(Arc::clone(&proxy), cfg);
+    wait_for_shutdown(&proxy).await?;
+    follower.abort();
     shutdown(&proxy, args.drain_timeout).await;
     Ok(())
 }
