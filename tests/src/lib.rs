@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod dns;
+pub mod load;
 pub mod proxy;
 pub mod tcp;
 pub mod tls;
@@ -16,6 +17,7 @@ pub mod upstream;
 
 pub use client::{Client, Reply};
 pub use dns::DnsServer;
+pub use load::Load;
 pub use proxy::ProxyProcess;
 pub use upstream::{Upstream, UpstreamProtocol, WsEchoUpstream};
 

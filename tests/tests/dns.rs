@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: failures should be loud
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ferry_tests::{Client, DnsServer, ProxyProcess, Upstream, UpstreamProtocol};
@@ -207,34 +206,7 @@ async fn records_changing_under_load_fail_no_request() {
     wait_for_endpoints(&proxy, "flip", &[a.addr, b.addr]).await;
     let url = Arc::new(proxy.url("web").await);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicUsize::new(0));
-    let mut workers = Vec::new();
-    for _ in 0..20 {
-        let (url, stop, ok, failed) = (
-            Arc::clone(&url),
-            Arc::clone(&stop),
-            Arc::clone(&ok),
-            Arc::clone(&failed),
-        );
-        workers.push(tokio::spawn(async move {
-            let client = Client::http1();
-            while !stop.load(Ordering::Relaxed) {
-                match client.get(&url).await {
-                    Ok(r) if r.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
-                    Ok(r) => {
-                        eprintln!("failed: {} {}", r.status, r.body);
-                        failed.fetch_add(1, Ordering::Relaxed)
-                    }
-                    Err(e) => {
-                        eprintln!("failed: {e}");
-                        failed.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-            }
-        }));
-    }
+    let load = ferry_tests::Load::start(&url, 20, &[]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(a.hits() > 0 && b.hits() > 0, "both first records serve");
 
@@ -250,11 +222,7 @@ async fn records_changing_under_load_fail_no_request() {
     let a_after = a.hits();
     let c_before = c.hits();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await.expect("worker");
-    }
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let (ok, failed) = load.stop().await;
     assert_eq!(failed, 0, "{failed} requests failed ({ok} succeeded)");
     assert_eq!(
         a.hits(),

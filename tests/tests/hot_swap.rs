@@ -2,7 +2,6 @@
 //! a bad file is rejected whole while the previous table keeps serving.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: failures should be loud
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ferry_tests::{Client, ProxyProcess, Upstream, UpstreamProtocol};
@@ -39,35 +38,8 @@ async fn fifty_swaps_under_load_fail_no_request() {
         .expect("proxy");
     let url = Arc::new(proxy.url("web").await);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicUsize::new(0));
-    let mut workers = Vec::new();
     // 60 concurrent request loops, each on its own keep-alive connection.
-    for _ in 0..60 {
-        let (url, stop, ok, failed) = (
-            Arc::clone(&url),
-            Arc::clone(&stop),
-            Arc::clone(&ok),
-            Arc::clone(&failed),
-        );
-        workers.push(tokio::spawn(async move {
-            let client = Client::http1();
-            while !stop.load(Ordering::Relaxed) {
-                match client.get(&url).await {
-                    Ok(r) if r.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
-                    Ok(r) => {
-                        eprintln!("failed: {} {}", r.status, r.body);
-                        failed.fetch_add(1, Ordering::Relaxed)
-                    }
-                    Err(e) => {
-                        eprintln!("failed: {e}");
-                        failed.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-            }
-        }));
-    }
+    let load = ferry_tests::Load::start(&url, 60, &[]);
     tokio::time::sleep(Duration::from_millis(200)).await;
     for i in 1..=50 {
         let target = if i % 2 == 1 { "green" } else { "blue" };
@@ -79,11 +51,7 @@ async fn fifty_swaps_under_load_fail_no_request() {
             .expect("swap applied");
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await.expect("worker");
-    }
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let (ok, failed) = load.stop().await;
     assert_eq!(failed, 0, "{failed} requests failed ({ok} succeeded)");
     assert!(
         ok > 500,

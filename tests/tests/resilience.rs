@@ -2,7 +2,6 @@
 //! and request timeouts, outlier ejection, circuit breaking, idle timeouts and health checks.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: failures should be loud
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ferry_tests::{Client, ProxyProcess, Upstream, UpstreamProtocol, table_yaml};
@@ -50,39 +49,13 @@ async fn killing_an_endpoint_under_load_is_invisible_to_clients_then_it_is_eject
     .expect("proxy");
     let url = Arc::new(proxy.url("web").await);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let mut workers = Vec::new();
-    for _ in 0..16 {
-        let (url, stop, ok, failed) = (
-            Arc::clone(&url),
-            Arc::clone(&stop),
-            Arc::clone(&ok),
-            Arc::clone(&failed),
-        );
-        workers.push(tokio::spawn(async move {
-            let c = Client::http1();
-            while !stop.load(Ordering::Relaxed) {
-                match c.get_with(&url, &[("x-delay-ms", "5")]).await {
-                    Ok(r) if r.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
-                    other => {
-                        eprintln!("client-visible failure: {other:?}");
-                        failed.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-            }
-        }));
-    }
+    let load = ferry_tests::Load::start(&url, 16, &[("x-delay-ms", "5")]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let victim = &ups[1];
     victim.kill();
-    let killed_at = ok.load(Ordering::Relaxed);
+    let killed_at = load.ok();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await.unwrap();
-    }
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let (ok, failed) = load.stop().await;
     assert_eq!(
         failed,
         0,

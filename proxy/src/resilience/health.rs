@@ -145,12 +145,7 @@ async fn probe(addr: SocketAddr, probe: &Probe, cluster: &str) -> Result<bool, S
             http_verdict(resp.status())
         }
         Probe::Http2 { path } => {
-            let (mut s, conn) = http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .handshake(io)
-                .await
-                .map_err(|e| e.to_string())?;
-            tokio::spawn(conn);
+            let mut s = h2_handshake(io).await?;
             let req = Request::get(format!("http://{cluster}{path}"))
                 .header(header::USER_AGENT, "ferry-health-check")
                 .body(Empty::<Bytes>::new())
@@ -160,6 +155,22 @@ async fn probe(addr: SocketAddr, probe: &Probe, cluster: &str) -> Result<bool, S
         }
         Probe::Grpc => grpc_probe(io, cluster).await,
     }
+}
+
+/// An HTTP/2 (prior knowledge) connection for one probe.
+async fn h2_handshake<B>(io: TokioIo<TcpStream>) -> Result<http2::SendRequest<B>, String>
+where
+    B: http_body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (s, conn) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(s)
 }
 
 /// Any 2xx is healthy; anything else is a failure that names the status.
@@ -173,12 +184,7 @@ fn http_verdict(status: http::StatusCode) -> Result<bool, String> {
 
 /// grpc.health.v1.Health/Check: an empty HealthCheckRequest; healthy when the reply says SERVING.
 async fn grpc_probe(io: TokioIo<TcpStream>, cluster: &str) -> Result<bool, String> {
-    let (mut s, conn) = http2::Builder::new(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .handshake(io)
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
+    let mut s = h2_handshake(io).await?;
     // A gRPC message frame: not compressed (0), length 0 (empty request = all services).
     let req = Request::post(format!("http://{cluster}/grpc.health.v1.Health/Check"))
         .header(header::CONTENT_TYPE, "application/grpc")

@@ -633,46 +633,11 @@ fn compile_route(
         .map(|r| policies::retry(r, &format!("{apath}.retryPolicy")))
         .transpose()?
         .flatten();
-    if a.weighted_targets.is_empty() {
-        return err(
-            format!("{apath}.weightedTargets"),
-            "a route needs at least one weighted target",
-        );
-    }
-    let mut targets = Vec::with_capacity(a.weighted_targets.len());
-    for (i, t) in a.weighted_targets.iter().enumerate() {
-        let tpath = format!("{apath}.weightedTargets[{i}]");
-        if t.weight > 100 {
-            return err(
-                format!("{tpath}.weight"),
-                format!("weight {} is out of range 0..100", t.weight),
-            );
-        }
-        let Some(c) = clusters.get(&t.cluster) else {
-            return err(
-                format!("{tpath}.cluster"),
-                format!("no cluster named {:?}", t.cluster),
-            );
-        };
-        if c.protocol == UpstreamProtocol::Tcp {
-            return err(
-                format!("{tpath}.cluster"),
-                format!(
-                    "cluster {:?} is a TCP cluster; HTTP routes need an HTTP1, HTTP2 or GRPC cluster",
-                    t.cluster
-                ),
-            );
-        }
-        targets.push((Arc::clone(c), t.weight));
-    }
-    let targets = WeightedTargets::new(targets).map_or_else(
-        || {
-            err(
-                format!("{apath}.weightedTargets"),
-                "every target has weight 0: nothing could be picked",
-            )
-        },
-        Ok,
+    let targets = weighted_targets(
+        &a.weighted_targets,
+        &format!("{apath}.weightedTargets"),
+        clusters,
+        true,
     )?;
     let route_timeouts = a.timeouts.as_ref();
     let stream_idle = timeout(
@@ -706,6 +671,47 @@ fn compile_route(
         },
         metrics: metrics.route(listener, &r.name),
     })
+}
+
+/// A route's weighted targets: weights 0..100, clusters that exist (and speak HTTP for an HTTP
+/// route), at least one weight above 0. `path` names the `weightedTargets` field.
+pub(super) fn weighted_targets(
+    targets: &[v1::WeightedTarget],
+    path: &str,
+    clusters: &HashMap<String, Arc<Cluster>>,
+    http: bool,
+) -> Result<WeightedTargets, CompileError> {
+    if targets.is_empty() {
+        return err(path, "a route needs at least one weighted target");
+    }
+    let mut out = Vec::with_capacity(targets.len());
+    for (i, t) in targets.iter().enumerate() {
+        let tpath = format!("{path}[{i}]");
+        if t.weight > 100 {
+            return err(
+                format!("{tpath}.weight"),
+                format!("weight {} is out of range 0..100", t.weight),
+            );
+        }
+        let Some(c) = clusters.get(&t.cluster) else {
+            return err(
+                format!("{tpath}.cluster"),
+                format!("no cluster named {:?}", t.cluster),
+            );
+        };
+        if http && c.protocol == UpstreamProtocol::Tcp {
+            let why = format!(
+                "cluster {:?} is a TCP cluster; HTTP routes need an HTTP1, HTTP2 or GRPC cluster",
+                t.cluster
+            );
+            return err(format!("{tpath}.cluster"), why);
+        }
+        out.push((Arc::clone(c), t.weight));
+    }
+    WeightedTargets::new(out).map_or_else(
+        || err(path, "every target has weight 0: nothing could be picked"),
+        Ok,
+    )
 }
 
 fn compile_rewrite(

@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use ferry_api::v1;
 
-use super::compile::{CompileError, err, timeout};
+use super::compile::{CompileError, err, timeout, weighted_targets};
 use crate::cluster::{Cluster, UpstreamProtocol};
 use crate::metrics::Metrics;
-use crate::route::WeightedTargets;
 use crate::tcp::{TcpRoute, TcpRoutes};
 use crate::tls::client::{ClientTls, ClientTlsSpec};
 use crate::tls::server::{Mode, ServerTls, ServerTlsSpec};
@@ -173,31 +172,11 @@ pub fn tcp_routes(
                 "another TCP route of this listener already takes this port (TCP routes are told apart only by port)",
             );
         }
-        let mut targets = Vec::with_capacity(r.weighted_targets.len());
-        for (j, t) in r.weighted_targets.iter().enumerate() {
-            let tpath = format!("{rpath}.weightedTargets[{j}]");
-            if t.weight > 100 {
-                return err(
-                    format!("{tpath}.weight"),
-                    format!("weight {} is out of range 0..100", t.weight),
-                );
-            }
-            let Some(c) = clusters.get(&t.cluster) else {
-                return err(
-                    format!("{tpath}.cluster"),
-                    format!("no cluster named {:?}", t.cluster),
-                );
-            };
-            targets.push((Arc::clone(c), t.weight));
-        }
-        let targets = WeightedTargets::new(targets).map_or_else(
-            || {
-                err(
-                    format!("{rpath}.weightedTargets"),
-                    "no target with a weight above 0",
-                )
-            },
-            Ok,
+        let targets = weighted_targets(
+            &r.weighted_targets,
+            &format!("{rpath}.weightedTargets"),
+            clusters,
+            false,
         )?;
         let idle = timeout(
             r.timeouts.as_ref().and_then(|t| t.idle.as_ref()),
