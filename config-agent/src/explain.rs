@@ -169,11 +169,11 @@ fn pick_listener<'t>(
 fn hop(table: &v1::RoutingTable, l: &v1::Listener, req: &Request, out: &mut String, depth: usize) {
     let _ = writeln!(
         out,
-        "listener: {} ({}, {:?}, {:?})",
+        "listener: {} ({}, {}, {})",
         l.name,
         l.address,
-        l.direction(),
-        l.protocol()
+        l.direction().as_str_name(),
+        l.protocol().as_str_name()
     );
     if l.protocol() == v1::listener::Protocol::Tcp {
         let _ = writeln!(
@@ -269,10 +269,12 @@ fn hop(table: &v1::RoutingTable, l: &v1::Listener, req: &Request, out: &mut Stri
     );
     match &a.retry_policy {
         Some(rp) if rp.max_retries > 0 => {
-            let mut events: Vec<String> =
-                rp.http_retry_events().map(|e| format!("{e:?}")).collect();
-            events.extend(rp.tcp_retry_events().map(|e| format!("{e:?}")));
-            events.extend(rp.grpc_retry_events().map(|e| format!("{e:?}")));
+            let mut events: Vec<String> = rp
+                .http_retry_events()
+                .map(|e| e.as_str_name().to_owned())
+                .collect();
+            events.extend(rp.tcp_retry_events().map(|e| e.as_str_name().to_owned()));
+            events.extend(rp.grpc_retry_events().map(|e| e.as_str_name().to_owned()));
             let _ = writeln!(
                 out,
                 "retries: up to {} on {}{}",
@@ -353,14 +355,17 @@ fn targets_line(t: &[v1::WeightedTarget]) -> String {
 fn cluster_line(c: &v1::Cluster) -> String {
     let discovery = match &c.discovery {
         Some(v1::cluster::Discovery::Dns(d)) => format!(
-            "DNS {}:{} ({:?}{})",
+            "DNS {}:{} ({}{})",
             d.hostname,
             d.port,
-            d.response_type(),
+            match d.response_type() {
+                v1::dns_discovery::ResponseType::Endpoints => "ENDPOINTS",
+                _ => "LOADBALANCER",
+            },
             if d.ip_preference == 0 {
                 String::new()
             } else {
-                format!(", {:?}", d.ip_preference())
+                format!(", {}", d.ip_preference().as_str_name())
             }
         ),
         Some(v1::cluster::Discovery::StaticEndpoints(s)) => {
@@ -370,7 +375,10 @@ fn cluster_line(c: &v1::Cluster) -> String {
         None => "no endpoints".to_owned(),
     };
     let mut extra = Vec::new();
-    extra.push(format!("{:?}", c.protocol()));
+    extra.push(match c.protocol() {
+        v1::cluster::Protocol::Unspecified => "HTTP1".to_owned(),
+        p => p.as_str_name().to_owned(),
+    });
     if c.tls.is_some() {
         extra.push("TLS".to_owned());
     }
