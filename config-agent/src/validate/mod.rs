@@ -226,6 +226,7 @@ impl<S> At<'_, '_, S> {
                 .last()
                 .unwrap_or_default()
                 .trim()
+                .trim_start_matches("error: ")
                 .to_owned();
             self.err(field, format!("invalid regex: {first}"));
         }

@@ -75,12 +75,13 @@ impl<S> At<'_, '_, S> {
                 if let Some((p, proto)) = listeners.first()
                     && !compatible(*proto)
                 {
+                    let name = kind.0.rsplit('.').next().unwrap_or(kind.0);
                     self.err(
-                        &kind.0.to_string(),
+                        kind.0,
                         format!(
-                            "a {} on {owner}, whose listener {p} is {}: the route kind must match the listener protocol",
-                            kind.0,
-                            proto.as_str()
+                            "{owner} listens on port {p} with {}: a {name} needs a {} listener (the route kind must match the listener protocol)",
+                            proto.as_str(),
+                            kind.1.as_str()
                         ),
                     );
                 }
@@ -96,9 +97,10 @@ impl<S> At<'_, '_, S> {
                 Some((_, proto)) if !compatible(*proto) => self.err(
                     field,
                     format!(
-                        "a {} cannot serve port {port}, which {owner} listens on as {}",
-                        kind.0,
-                        proto.as_str()
+                        "{owner} listens on port {port} with {}: a {} needs a {} listener",
+                        proto.as_str(),
+                        kind.0.rsplit('.').next().unwrap_or(kind.0),
+                        kind.1.as_str()
                     ),
                 ),
                 Some(_) => {}
@@ -205,14 +207,18 @@ impl<S> At<'_, '_, S> {
         let n = a.weighted_targets.len();
         if !(1..=10).contains(&n) {
             self.err(&f, format!("has {n} targets: 1..10 are allowed"));
+            return;
         }
         let mut total = 0;
+        let mut out_of_range = false;
         let mut seen: Vec<(&str, Option<i64>)> = Vec::new();
         let mesh = self.res.mesh.clone();
         for (i, t) in a.weighted_targets.iter().enumerate() {
             let tf = format!("{f}[{i}]");
             if self.range(&format!("{tf}.weight"), t.weight, 0, 100) {
                 total += t.weight;
+            } else {
+                out_of_range = true;
             }
             if seen.contains(&(t.virtual_node.as_str(), t.port)) {
                 self.err(
@@ -264,7 +270,7 @@ impl<S> At<'_, '_, S> {
                 _ => {}
             }
         }
-        if n > 0 && total == 0 {
+        if total == 0 && !out_of_range {
             self.err(
                 &f,
                 "every target has weight 0: at least one needs a weight above 0",
