@@ -90,7 +90,8 @@ async fn route(
         if req.method() != Method::POST {
             return text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
         }
-        if !remote.ip().is_loopback() {
+        // to_canonical: a server bound to [::] sees IPv4 loopback clients as ::ffff:127.0.0.1.
+        if !remote.ip().to_canonical().is_loopback() {
             tracing::warn!(%remote, path, "refused a mutating admin request from a non-loopback address");
             return text(
                 StatusCode::FORBIDDEN,

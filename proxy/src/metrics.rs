@@ -34,6 +34,7 @@ pub struct Metrics {
     downstream_cx_total: IntCounterVec,
     downstream_cx_overflow: IntCounterVec,
     downstream_rq_rejected: IntCounterVec,
+    downstream_cx_closed: IntCounterVec,
     upstream_rq: IntCounterVec,
     upstream_rq_time: HistogramVec,
     upstream_rq_timeout: IntCounterVec,
@@ -164,6 +165,12 @@ impl Metrics {
                 &r,
                 "ferry_http_downstream_requests_rejected_total",
                 "Requests refused before routing, by reason",
+                &["listener", "reason"],
+            ),
+            downstream_cx_closed: counter_vec(
+                &r,
+                "ferry_downstream_connections_closed_total",
+                "Client connections the proxy closed to protect itself, by reason (idle_timeout, header_timeout, h2_reset_flood, h2_protocol_error)",
                 &["listener", "reason"],
             ),
             upstream_rq: counter_vec(
@@ -342,6 +349,24 @@ impl Metrics {
             uri_too_long: self
                 .downstream_rq_rejected
                 .with_label_values(&[listener, "uri_too_long"]),
+            header_too_large: self
+                .downstream_rq_rejected
+                .with_label_values(&[listener, "header_too_large"]),
+            bad_request: self
+                .downstream_rq_rejected
+                .with_label_values(&[listener, "bad_request"]),
+            idle_timeout: self
+                .downstream_cx_closed
+                .with_label_values(&[listener, "idle_timeout"]),
+            header_timeout: self
+                .downstream_cx_closed
+                .with_label_values(&[listener, "header_timeout"]),
+            h2_reset_flood: self
+                .downstream_cx_closed
+                .with_label_values(&[listener, "h2_reset_flood"]),
+            h2_protocol_error: self
+                .downstream_cx_closed
+                .with_label_values(&[listener, "h2_protocol_error"]),
         }
     }
 
@@ -453,6 +478,14 @@ pub struct ListenerMetrics {
     pub cx_total: IntCounter,
     pub cx_overflow: IntCounter,
     pub uri_too_long: IntCounter,
+    /// 431: the request head was over `max_header_bytes` or `max_headers` (hyper answers it).
+    pub header_too_large: IntCounter,
+    /// 400: a malformed request head (smuggling attempts among them; hyper answers it).
+    pub bad_request: IntCounter,
+    pub idle_timeout: IntCounter,
+    pub header_timeout: IntCounter,
+    pub h2_reset_flood: IntCounter,
+    pub h2_protocol_error: IntCounter,
 }
 
 pub struct ClusterMetrics {

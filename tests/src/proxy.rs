@@ -59,7 +59,13 @@ impl ProxyProcess {
         let child = Command::new(proxy_bin())
             .arg("--config")
             .arg(&config)
-            .args(["--admin-addr", "127.0.0.1:0", "--concurrency", "2"])
+            // A test may bind the admin server wider (`--admin-addr 0.0.0.0:0`).
+            .args(if args.contains(&"--admin-addr") {
+                &[][..]
+            } else {
+                &["--admin-addr", "127.0.0.1:0"][..]
+            })
+            .args(["--concurrency", "2"])
             // FERRY_TEST_LOG_LEVEL=debug shows the proxies' debug logs in failure messages.
             .args(level)
             .arg("--admin-address-path")

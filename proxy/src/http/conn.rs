@@ -140,7 +140,13 @@ async fn serve_http(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.max_concurrent_streams);
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        // Rapid reset (CVE-2023-44487): streams the client resets before they are served, and
+        // streams the proxy had to reset for the client's errors, are bounded per connection; past
+        // either bound the connection gets GOAWAY ENHANCE_YOUR_CALM.
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS);
 
     let activity = Arc::clone(&info.activity);
     let remote = info.remote;
@@ -162,11 +168,54 @@ async fn serve_http(
             // Dropping the connection closes it; nothing is in flight by construction.
             _ = activity.idle_for(t) => {
                 tracing::debug!(listener = %name, %remote, "closing an idle connection");
+                table.metrics.idle_timeout.inc();
                 Ok(())
             }
         },
     };
     if let Err(e) = result {
         tracing::debug!(listener = %name, %remote, "connection ended with error: {e}");
+        if let Some(counter) = refusal_counter(table, e.as_ref()) {
+            counter.inc();
+        }
     }
+}
+
+/// Per-connection bounds on HTTP/2 stream resets (h2's own defaults, set explicitly so that a
+/// dependency update cannot loosen them).
+const H2_MAX_PENDING_ACCEPT_RESETS: usize = 20;
+const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
+
+/// The metric for a connection that ended because the client broke a limit or the protocol.
+fn refusal_counter<'t>(
+    table: &'t ListenerTable,
+    e: &(dyn std::error::Error + 'static),
+) -> Option<&'t prometheus::IntCounter> {
+    let m = &table.metrics;
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_parse_too_large() {
+                return Some(&m.header_too_large);
+            }
+            if h.is_parse() {
+                return Some(&m.bad_request);
+            }
+            if h.is_timeout() {
+                return Some(&m.header_timeout);
+            }
+        }
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            if h2.is_remote() || h2.reason().is_none() {
+                return None;
+            }
+            return Some(if h2.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM) {
+                &m.h2_reset_flood
+            } else {
+                &m.h2_protocol_error
+            });
+        }
+        source = err.source();
+    }
+    None
 }

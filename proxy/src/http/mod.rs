@@ -13,3 +13,5 @@ pub use body::{
 };
 pub use conn::{ConnInfo, ListenerCtx, serve_connection};
 pub use handler::handle;
+/// Public for the fuzz targets (fuzz/) as much as for the handler.
+pub use headers::{add_forwarding, ensure_request_id, strip_hop_by_hop, wants_upgrade};

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Seeds the fuzz corpora (fuzz/corpus/TARGET/) from the examples and the tables the tests use.
+# Existing corpus entries are kept; seeds are named by content, so running this twice adds nothing.
+set -euo pipefail
+cd "$(dirname "$0")"
+root=..
+
+add() { # add TARGET FILE
+  local dir="corpus/$1" sum
+  mkdir -p "$dir"
+  sum=$(sha1sum "$2" | cut -c1-16)
+  cp "$2" "$dir/seed-$sum"
+}
+
+# Routing tables: the examples, every YAML under seeds/, and the YAML tables written in tests.
+for f in "$root"/examples/*.yaml seeds/table_yaml/*; do
+  [ -f "$f" ] && add table_yaml "$f"
+done
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# Inline tables in the Rust tests: lines between r#" and "# that look like a table.
+n=0
+for f in "$root"/proxy/src/*.rs "$root"/proxy/src/*/*.rs "$root"/proxy/tests/*.rs "$root"/tests/tests/*.rs; do
+  awk -v out="$tmp/inline" -v base="$n" '
+    /r#"/ { grab = 1; buf = ""; sub(/.*r#"/, ""); }
+    grab && /"#/ { sub(/"#.*/, ""); buf = buf $0 "\n"; grab = 0;
+                   if (buf ~ /listeners:|clusters:/) { i++; f = out "-" base "-" i; printf "%s", buf > f; close(f) } next }
+    grab { buf = buf $0 "\n" }
+  ' "$f"
+  n=$((n + 1))
+done
+for f in "$tmp"/inline-*; do
+  [ -f "$f" ] && add table_yaml "$f"
+done
+for f in seeds/table_json/*; do [ -f "$f" ] && add table_json "$f"; done
+for f in seeds/table_proto/*; do [ -f "$f" ] && add table_proto "$f"; done
+# The agent reads App Mesh resources: its examples and test files, when it has them.
+for f in "$root"/examples/mesh/* seeds/agent_resources/* \
+  $(find "$root"/config-agent/tests -type f \( -name '*.yaml' -o -name '*.yml' -o -name '*.json' \) 2>/dev/null); do
+  [ -f "$f" ] || continue
+  case "$f" in
+    *.json) { printf '\001'; cat "$f"; } > "$tmp/agent"; add agent_resources "$tmp/agent" ;;
+    *) { printf '\000'; cat "$f"; } > "$tmp/agent"; add agent_resources "$tmp/agent" ;;
+  esac
+done
+for t in corpus/*; do echo "$(ls "$t" | wc -l) seeds in $t"; done
