@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step should fail loudly
 
+pub mod agent;
 pub mod client;
 pub mod dns;
 pub mod load;
@@ -15,6 +16,7 @@ pub mod tcp;
 pub mod tls;
 pub mod upstream;
 
+pub use agent::{AgentProcess, AgentProxy};
 pub use client::{Client, Reply};
 pub use dns::DnsServer;
 pub use load::Load;
