@@ -100,7 +100,22 @@ pub fn watch(proxy: Arc<Proxy>, path: PathBuf) -> anyhow::Result<notify::Recomme
             }
             last_seen = hash;
             let name = path.display().to_string();
-            match apply_text(&proxy, &name, &text, Format::from_path(&path)).await {
+            let format = Format::from_path(&path);
+            // Decoding and compiling a large table takes tens of milliseconds: on a worker thread
+            // that would stall every connection it serves. block_in_place hands this worker's
+            // other tasks to a fresh worker meanwhile (multi-thread runtimes only; tests may run
+            // on a current-thread one).
+            let applied = if tokio::runtime::Handle::current().runtime_flavor()
+                == tokio::runtime::RuntimeFlavor::MultiThread
+            {
+                tokio::task::block_in_place(|| {
+                    tokio::runtime::Handle::current()
+                        .block_on(apply_text(&proxy, &name, &text, format))
+                })
+            } else {
+                apply_text(&proxy, &name, &text, format).await
+            };
+            match applied {
                 Ok(version) => {
                     tracing::info!(file = %name, %version, "applied the new routing table")
                 }

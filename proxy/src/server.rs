@@ -188,6 +188,7 @@ impl Proxy {
 
         // Commit.
         let mut keep = HashSet::new();
+        let mut replaced = Vec::new();
         for spec in &table.listeners {
             keep.insert(spec.name.clone());
             if let Some(socket) = bound.remove(&spec.name) {
@@ -213,7 +214,7 @@ impl Proxy {
                     },
                 );
             } else if let Some(running) = control.listeners.get(&spec.name) {
-                running.ctx.table.store(Arc::clone(&spec.table));
+                replaced.push(running.ctx.table.swap(Arc::clone(&spec.table)));
             }
         }
         let gone: Vec<String> = control
@@ -246,6 +247,9 @@ impl Proxy {
             .set(i64::try_from(now.as_secs()).unwrap_or(i64::MAX));
         // Access-log files that no table (nor a request still in flight) refers to are closed.
         drop(previous);
+        for table in replaced {
+            graveyard::bury(table);
+        }
         control.sinks.prune_unused();
         Ok(version)
     }
@@ -391,4 +395,90 @@ async fn accept_loop(socket: TcpListener, ctx: Arc<ListenerCtx>, mut stop: watch
     // Closing the socket refuses new connections from here on.
     drop(socket);
     graceful.shutdown().await;
+}
+
+// === mod graveyard ===
+
+/// Where a replaced listener table goes while requests in flight still hold it. The last of those
+/// requests would otherwise free it on a worker thread, and freeing a 10,000-route table takes
+/// ~5 ms: a stall for every connection of that worker. A thread of its own frees each such table
+/// once nothing else holds it. A table nothing holds is freed at once, where it is buried.
+mod graveyard {
+    use std::sync::mpsc::{self, RecvTimeoutError};
+    use std::sync::{Arc, OnceLock};
+    use std::time::Duration;
+
+    trait Held: Send {
+        fn only_here(&self) -> bool;
+    }
+
+    impl<T: Send + Sync> Held for Arc<T> {
+        fn only_here(&self) -> bool {
+            Arc::strong_count(self) == 1
+        }
+    }
+
+    static GRAVEYARD: OnceLock<Option<mpsc::Sender<Box<dyn Held>>>> = OnceLock::new();
+
+    pub(super) fn bury<T: Send + Sync + 'static>(table: Arc<T>) {
+        if Arc::strong_count(&table) == 1 {
+            return; // dropped here
+        }
+        let sender = GRAVEYARD.get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<Box<dyn Held>>();
+            std::thread::Builder::new()
+                .name("ferry-free".to_owned())
+                .spawn(move || keeper(rx))
+                .ok()
+                .map(|_| tx)
+        });
+        if let Some(tx) = sender {
+            // A send fails only if the thread is gone; the table is then dropped here.
+            let _ = tx.send(Box::new(table));
+        }
+    }
+
+    fn keeper(rx: mpsc::Receiver<Box<dyn Held>>) {
+        let mut held: Vec<Box<dyn Held>> = Vec::new();
+        loop {
+            let next = if held.is_empty() {
+                rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            } else {
+                rx.recv_timeout(Duration::from_millis(20))
+            };
+            match next {
+                Ok(table) => held.push(table),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            // `retain` drops, so frees, here on this thread.
+            held.retain(|t| !t.only_here());
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use std::time::Instant;
+
+        use super::*;
+
+        #[test]
+        fn frees_once_the_last_holder_lets_go_off_its_thread() {
+            struct Probe(std::sync::mpsc::Sender<String>);
+            impl Drop for Probe {
+                fn drop(&mut self) {
+                    let name = std::thread::current().name().unwrap_or("").to_owned();
+                    let _ = self.0.send(name);
+                }
+            }
+            let (tx, rx) = mpsc::channel();
+            let table = Arc::new(Probe(tx));
+            let in_flight = Arc::clone(&table);
+            bury(table);
+            drop(in_flight);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let freed_on = rx.recv_timeout(deadline - Instant::now());
+            assert_eq!(freed_on.as_deref(), Ok("ferry-free"));
+        }
+    }
 }

@@ -45,14 +45,13 @@ pub async fn handle(
     let (mut parts, body) = req.into_parts();
     let downstream_version = parts.version;
 
-    // The authority: Host for HTTP/1.1, :authority for HTTP/2.
-    let authority: String = match parts.headers.get(HOST).and_then(|h| h.to_str().ok()) {
-        Some(h) => h.to_owned(),
-        None => parts
-            .uri
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .unwrap_or_default(),
+    // The authority: Host for HTTP/1.1, :authority for HTTP/2. Both are views of the request's
+    // shared buffer: cloning them bumps a reference count where a String would copy (and free).
+    let host = parts.headers.get(HOST).cloned();
+    let uri_authority = parts.uri.authority().cloned();
+    let authority: &str = match host.as_ref().and_then(|h| h.to_str().ok()) {
+        Some(h) => h,
+        None => uri_authority.as_ref().map_or("", |a| a.as_str()),
     };
 
     // Forwarding headers first, so the access log sees the request id and XFF as sent upstream.
@@ -76,7 +75,7 @@ pub async fn handle(
                 .map_or("/", |p| p.as_str())
                 .to_owned(),
             protocol: protocol_name(downstream_version),
-            authority: authority.clone(),
+            authority: authority.to_owned(),
             scheme: conn.scheme,
             request_headers: captured,
             response_headers: None,
@@ -99,7 +98,7 @@ pub async fn handle(
         scheme: conn.scheme,
         port: conn.port,
     };
-    let Some((vi, vhost)) = table.vhosts.find(&authority) else {
+    let Some((vi, vhost)) = table.vhosts.find(authority) else {
         table.metrics.no_route.record(404);
         let msg = format!("no route: no virtual host matches authority {authority:?}\n");
         return local_reply(
@@ -173,13 +172,6 @@ pub async fn handle(
             }
         }
     };
-    let upstream_authority = route
-        .action
-        .rewrite
-        .host
-        .clone()
-        .or_else(|| authority.parse::<Authority>().ok());
-
     parts.extensions = http::Extensions::new();
 
     match cluster.protocol {
@@ -192,7 +184,7 @@ pub async fn handle(
                     parts.headers.insert(HOST, v);
                 }
             } else if !parts.headers.contains_key(HOST)
-                && let Ok(v) = HeaderValue::from_str(&authority)
+                && let Ok(v) = HeaderValue::from_str(authority)
             {
                 parts.headers.insert(HOST, v);
             }
@@ -202,6 +194,13 @@ pub async fn handle(
             parts.headers.remove(HOST);
             let mut uri = http::uri::Parts::default();
             uri.scheme = Some(Scheme::HTTP);
+            // Parsed here only: an HTTP/1.1 upstream keeps the Host header as it came.
+            let upstream_authority = route
+                .action
+                .rewrite
+                .host
+                .clone()
+                .or_else(|| authority.parse::<Authority>().ok());
             uri.authority = upstream_authority.or_else(|| endpoint.addr.to_string().parse().ok());
             uri.path_and_query = Some(path_and_query);
             match Uri::from_parts(uri) {
