@@ -251,7 +251,7 @@ impl Cx<'_> {
         self.problems.push(Problem {
             file: origin.file.clone(),
             position: origin.position(field),
-            subject: Some(subject.clone()),
+            subject: Some(Box::new(subject.clone())),
             field: field.to_owned(),
             message: msg.to_owned(),
         });

@@ -153,7 +153,7 @@ impl<S> Res<S> {
         Problem {
             file: self.origin.file.clone(),
             position: self.origin.position(field),
-            subject: Some(self.subject(kind)),
+            subject: Some(Box::new(self.subject(kind))),
             field: field.to_owned(),
             message: message.into(),
         }
@@ -165,7 +165,7 @@ impl<S> Res<S> {
 pub struct Problem {
     pub file: String,
     pub position: Option<(usize, usize)>,
-    pub subject: Option<Subject>,
+    pub subject: Option<Box<Subject>>,
     pub field: String,
     pub message: String,
 }

@@ -55,10 +55,13 @@ pub fn parse_text(file: &str, text: &str, json: bool) -> Result<Vec<ParsedResour
     } else {
         let mut docs = Vec::new();
         for (offset, doc) in yaml_documents(text) {
-            if doc.trim().is_empty() || doc.lines().all(|l| is_blank_or_comment(l)) {
+            if doc.trim().is_empty() || doc.lines().all(is_blank_or_comment) {
                 continue;
             }
-            match serde_saphyr::from_str::<Value>(&doc) {
+            // YAML 1.2 booleans only: a node named `n` or `off` is a name, not `false`.
+            let mut options = serde_saphyr::options::Options::default();
+            options.strict_booleans = true;
+            match serde_saphyr::from_str_with_options::<Value>(&doc, options) {
                 Ok(v) => docs.push((Arc::<str>::from(doc.as_str()), offset, v)),
                 Err(e) => problems.push(Problem {
                     file: file.to_owned(),
@@ -267,12 +270,12 @@ fn typed(
         Some(Value::Null) | None if kind == Kind::Mesh => Value::Object(Map::new()),
         Some(Value::Null) | None => {
             let mut p = problem_at(&origin, "", "spec is required");
-            p.subject = Some(super::Subject {
+            p.subject = Some(Box::new(super::Subject {
                 kind,
                 mesh: mesh.clone(),
                 name: name.clone(),
                 parent: parent.clone(),
-            });
+            }));
             return Err(p);
         }
         Some(v) => v,
@@ -314,12 +317,12 @@ impl Builder {
                 origin: self.origin,
             }),
             Err(mut p) => {
-                p.subject = Some(super::Subject {
+                p.subject = Some(Box::new(super::Subject {
                     kind: self.kind,
                     mesh: self.mesh,
                     name: self.name,
                     parent: self.parent,
-                });
+                }));
                 Err(p)
             }
         }
