@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus) # promtool checks the metrics exposition
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)   # transparent-mode tests (network namespaces)
+command -v curl >/dev/null 2>&1 || missing+=(curl)           # an unmodified client inside those namespaces
 
 if ((${#missing[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

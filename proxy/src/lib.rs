@@ -11,6 +11,7 @@ pub mod demo;
 pub mod discovery;
 pub mod flags;
 pub mod http;
+pub mod iptables;
 pub mod metrics;
 pub mod resilience;
 pub mod route;

@@ -98,6 +98,9 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9901")]
         admin_addr: SocketAddr,
     },
+    /// Write (or with --clean remove) App Mesh's iptables interception rules, as its init
+    /// container does; takes App Mesh's environment names (APPMESH_IGNORE_UID, APPMESH_APP_PORTS...).
+    InitIptables(ferry_proxy::iptables::InterceptArgs),
 }
 
 fn dns_server(s: &str) -> Result<SocketAddr, String> {
@@ -106,8 +109,12 @@ fn dns_server(s: &str) -> Result<SocketAddr, String> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Interception setup needs no runtime and no logging: it runs iptables and exits.
+    if let Some(Command::InitIptables(args)) = &cli.command {
+        return ferry_proxy::iptables::run(args);
+    }
     let level = match &cli.command {
-        Some(Command::Demo { .. }) => "info".to_owned(),
+        Some(Command::Demo { .. } | Command::InitIptables(_)) => "info".to_owned(),
         None => cli.run.log_level.clone(),
     };
     let filter =
@@ -139,6 +146,7 @@ fn main() -> anyhow::Result<()> {
                 requests,
                 admin_addr,
             }) => run_demo(config, requests, admin_addr, set_level).await,
+            Some(Command::InitIptables(args)) => ferry_proxy::iptables::run(&args),
             None => run(cli.run, set_level).await,
         }
     })

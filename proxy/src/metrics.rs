@@ -55,6 +55,7 @@ pub struct Metrics {
     tcp_connections: IntCounterVec,
     tls_failures: IntCounterVec,
     upstream_tls_failures: IntCounterVec,
+    egress_dropped: IntCounterVec,
     access_log_dropped: IntCounterVec,
     pub config_swaps: IntCounter,
     pub config_rejected: IntCounter,
@@ -293,6 +294,12 @@ impl Metrics {
                 "TLS handshakes with upstream endpoints that failed, by cause",
                 &["cluster", "cause"],
             ),
+            egress_dropped: counter_vec(
+                &r,
+                "ferry_egress_dropped_total",
+                "Requests and connections to destinations the table does not know, refused by the DROP_ALL egress filter",
+                &["listener"],
+            ),
             access_log_dropped: counter_vec(
                 &r,
                 "ferry_access_log_dropped_total",
@@ -404,6 +411,10 @@ impl Metrics {
 
     pub fn tcp_route(&self, listener: &str, route: &str) -> IntCounter {
         self.tcp_connections.with_label_values(&[listener, route])
+    }
+
+    pub fn egress_dropped(&self, listener: &str) -> IntCounter {
+        self.egress_dropped.with_label_values(&[listener])
     }
 
     /// The family listeners count refused TLS handshakes in.

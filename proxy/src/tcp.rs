@@ -58,10 +58,22 @@ pub async fn proxy(table: Arc<ListenerTable>, client: ServerStream, conn: ConnIn
     let Some(routes) = table.tcp.as_ref() else {
         return;
     };
-    let Some(route) = routes.find(conn.port) else {
-        tracing::debug!(listener = %table.name, port = conn.port, "no TCP route for this port; closing");
-        table.metrics.no_route.record(404);
-        return;
+    let route = match (routes.find(conn.port), table.transparent.as_ref()) {
+        (Some(r), _) => r,
+        // A destination the table does not know: the mesh egress filter decides.
+        (None, Some(t)) if conn.original_dst.is_some() => match &t.tcp_passthrough {
+            Some(passthrough) => passthrough,
+            None => {
+                t.dropped.inc();
+                tracing::debug!(listener = %table.name, dst = ?conn.original_dst, "egress filter DROP_ALL: closing");
+                return;
+            }
+        },
+        _ => {
+            tracing::debug!(listener = %table.name, port = conn.port, "no TCP route for this port; closing");
+            table.metrics.no_route.record(404);
+            return;
+        }
     };
     route.connections.inc();
     let cluster = Arc::clone(route.targets.pick());
@@ -72,9 +84,12 @@ pub async fn proxy(table: Arc<ListenerTable>, client: ServerStream, conn: ConnIn
     let attempts = cluster.endpoints().len().clamp(1, 3);
     let mut connected = None;
     while tried.len() < attempts {
-        let Some(ep) = cluster.pick_excluding(&tried) else {
-            break;
+        let next = match (cluster.original_dst, conn.original_dst) {
+            // Passthrough: the one destination the client dialled.
+            (true, Some(dst)) => tried.is_empty().then(|| cluster.endpoint_for(dst)),
+            _ => cluster.pick_excluding(&tried),
         };
+        let Some(ep) = next else { break };
         match cluster::connect_stream(&cluster, &ep).await {
             Ok(stream) => {
                 cluster.report(&ep, false);

@@ -109,13 +109,13 @@ fn invalid_config_at_startup_exits_non_zero_naming_file_line_and_field() {
 }
 
 #[test]
-fn features_of_later_versions_are_refused_by_name() {
+fn an_egress_policy_needs_a_transparent_listener() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let transparent = VALID.replace(
+    let explicit = VALID.replace(
         "    address: 127.0.0.1:0",
-        "    address: 127.0.0.1:0\n    originalDst: true",
+        "    address: 127.0.0.1:0\n    egressPolicy: ALLOW_ALL",
     );
-    let path = write(&dir, "transparent.yaml", &transparent);
+    let path = write(&dir, "egress.yaml", &explicit);
     let out = proxy()
         .args(["--validate", "--config"])
         .arg(&path)
@@ -123,8 +123,10 @@ fn features_of_later_versions_are_refused_by_name() {
         .expect("run");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let want = "listeners[0].originalDst: transparent (original destination) listeners is not supported by this version";
-    assert!(stderr.contains(want), "{stderr}");
+    assert!(
+        stderr.contains("listeners[0].egressPolicy: an egress policy needs originalDst: true"),
+        "{stderr}"
+    );
 }
 
 #[test]

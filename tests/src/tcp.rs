@@ -20,7 +20,12 @@ impl TcpEcho {
     /// (a server-speaks-first protocol). When the client half-closes, it writes "bye {n}\n" (n =
     /// bytes it received) and closes.
     pub async fn start(name: &str, banner: Option<&str>) -> TcpEcho {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::start_on("127.0.0.1:0".parse().expect("addr"), name, banner).await
+    }
+
+    /// The same, on a chosen address.
+    pub async fn start_on(addr: SocketAddr, name: &str, banner: Option<&str>) -> TcpEcho {
+        let listener = TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let connections = Arc::new(AtomicUsize::new(0));
         let (count, banner) = (Arc::clone(&connections), banner.map(str::to_owned));

@@ -53,6 +53,8 @@ pub struct ClusterSettings {
     pub breakers: Option<CircuitBreakers>,
     /// TLS origination (App Mesh clientPolicy tls).
     pub tls: Option<ClientTls>,
+    /// Endpoints are the destinations clients dialled (transparent passthrough), not a list.
+    pub original_dst: bool,
 }
 
 pub struct Cluster {
@@ -68,6 +70,7 @@ pub struct Cluster {
     pub health: Option<HealthPolicy>,
     pub breakers: Option<CircuitBreakers>,
     pub tls: Option<ClientTls>,
+    pub original_dst: bool,
     pub retry_budget: RetryBudget,
     pub metrics: ClusterMetrics,
     next: AtomicUsize,
@@ -93,6 +96,7 @@ impl Cluster {
             health: settings.health,
             breakers: settings.breakers,
             tls: settings.tls,
+            original_dst: settings.original_dst,
             retry_budget: RetryBudget::default(),
             metrics,
             next: AtomicUsize::new(0),
@@ -125,6 +129,25 @@ impl Cluster {
             .endpoints
             .set(i64::try_from(next.len()).unwrap_or(i64::MAX));
         self.endpoints.store(Arc::new(next));
+    }
+
+    /// The endpoint for a destination a client dialled (passthrough clusters): found among the
+    /// ones seen before, so their pools are reused, or added (the 256 most recent are kept).
+    pub fn endpoint_for(&self, addr: SocketAddr) -> Arc<Endpoint> {
+        if let Some(e) = self.endpoints.load().iter().find(|e| e.addr == addr) {
+            return Arc::clone(e);
+        }
+        let ep = Arc::new(Endpoint::new(addr));
+        self.endpoints.rcu(|current| {
+            let mut next: Vec<Arc<Endpoint>> =
+                current.iter().filter(|e| e.addr != addr).cloned().collect();
+            if next.len() >= 256 {
+                next.remove(0);
+            }
+            next.push(Arc::clone(&ep));
+            next
+        });
+        ep
     }
 
     /// Picks the endpoint for one request, or `None` when the cluster has none.
@@ -240,6 +263,7 @@ mod tests {
             health: None,
             breakers: None,
             tls: None,
+            original_dst: false,
         };
         let c = Cluster::new(
             v1::Cluster {

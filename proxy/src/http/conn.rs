@@ -50,8 +50,10 @@ pub struct ConnInfo {
     pub activity: Arc<ConnActivity>,
     pub remote: SocketAddr,
     pub local: SocketAddr,
-    /// The destination port used for route port matches.
+    /// The destination port used for route port matches (the original one in transparent mode).
     pub port: u16,
+    /// Transparent mode: the destination the client dialled, when iptables redirected it here.
+    pub original_dst: Option<SocketAddr>,
     pub scheme: &'static str,
 }
 
@@ -87,6 +89,10 @@ pub fn serve_connection(
     let guard = ConnGuard(Arc::clone(ctx));
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(ctx.local_addr);
+    let original_dst = table
+        .transparent
+        .as_ref()
+        .and_then(|_| original_destination(&stream, local));
     let watcher = graceful.watcher();
     let ctx = Arc::clone(ctx);
     tokio::spawn(async move {
@@ -106,7 +112,8 @@ pub fn serve_connection(
             activity: Arc::new(ConnActivity::default()),
             remote,
             local,
-            port: ctx.local_addr.port(),
+            port: original_dst.map_or(ctx.local_addr.port(), |d| d.port()),
+            original_dst,
             scheme: if matches!(io, ServerStream::Tls(_)) {
                 "https"
             } else {
@@ -119,6 +126,20 @@ pub fn serve_connection(
             serve_http(ctx, &table, io, info, watcher).await;
         }
     });
+}
+
+/// The destination the client dialled before iptables redirected the connection here, or `None`
+/// when it was not redirected (it dialled the proxy itself: explicit mode). A connection can
+/// never be passed through to the proxy's own listener: that would be a loop.
+fn original_destination(stream: &TcpStream, local: SocketAddr) -> Option<SocketAddr> {
+    let sock = socket2::SockRef::from(stream);
+    let dst = if local.is_ipv4() {
+        sock.original_dst_v4()
+    } else {
+        sock.original_dst_v6()
+    };
+    let dst = dst.ok()?.as_socket()?;
+    (dst != local).then_some(dst)
 }
 
 async fn serve_http(

@@ -98,39 +98,69 @@ pub async fn handle(
         scheme: conn.scheme,
         port: conn.port,
     };
-    let Some((vi, vhost)) = table.vhosts.find(authority) else {
-        table.metrics.no_route.record(404);
-        let msg = format!("no route: no virtual host matches authority {authority:?}\n");
-        return local_reply(
-            StatusCode::NOT_FOUND,
-            msg,
-            completion,
-            ResponseFlags::NO_ROUTE,
-        );
+    // Transparent mode routes by the port the client dialled, then Host: a Host without a port
+    // is looked up with that port first (a domain written without a port still matches).
+    let with_port;
+    let lookup: &str = match conn.original_dst {
+        Some(dst) if !has_port(authority) => {
+            with_port = format!("{authority}:{}", dst.port());
+            &with_port
+        }
+        _ => authority,
     };
-    let Some((ri, route)) = vhost
-        .routes
-        .iter()
-        .enumerate()
-        .find(|(_, r)| r.matches(&view))
-    else {
-        table.metrics.no_route.record(404);
-        let msg = format!(
-            "no route: nothing in virtual host {:?} matches {} {}\n",
-            vhost.name, parts.method, path
-        );
-        return local_reply(
-            StatusCode::NOT_FOUND,
-            msg,
-            completion,
-            ResponseFlags::NO_ROUTE,
-        );
+    let vhost = table.vhosts.find(lookup);
+    let matched = vhost.and_then(|(vi, vh)| {
+        vh.routes
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.matches(&view))
+            .map(|(ri, r)| (Some((vi, ri)), r))
+    });
+    let (route_index, route) = match (matched, table.transparent.as_ref(), conn.original_dst) {
+        (Some(m), _, _) => m,
+        // A destination the table does not know: the mesh egress filter decides.
+        (None, Some(transparent), Some(dst)) => match &transparent.http_passthrough {
+            Some(passthrough) => (None, passthrough),
+            None => {
+                transparent.dropped.inc();
+                table.metrics.no_route.record(404);
+                let msg = format!(
+                    "egress filter DROP_ALL: {authority:?} ({dst}) is not a service of this mesh\n"
+                );
+                return local_reply(
+                    StatusCode::NOT_FOUND,
+                    msg,
+                    completion,
+                    ResponseFlags::NO_ROUTE,
+                );
+            }
+        },
+        (None, _, _) => {
+            table.metrics.no_route.record(404);
+            let msg = match vhost {
+                None => format!("no route: no virtual host matches authority {authority:?}\n"),
+                Some((_, vh)) => format!(
+                    "no route: nothing in virtual host {:?} matches {} {}\n",
+                    vh.name, parts.method, path
+                ),
+            };
+            return local_reply(
+                StatusCode::NOT_FOUND,
+                msg,
+                completion,
+                ResponseFlags::NO_ROUTE,
+            );
+        }
     };
-    completion.route = Some((vi, ri));
+    completion.route = route_index;
 
     let cluster = Arc::clone(route.action.targets.pick());
     completion.cluster = Some(Arc::clone(&cluster));
-    let Some(endpoint) = cluster.pick() else {
+    let picked = match (cluster.original_dst, conn.original_dst) {
+        (true, Some(dst)) => Some(cluster.endpoint_for(dst)),
+        _ => cluster.pick(),
+    };
+    let Some(endpoint) = picked else {
         cluster.metrics.no_healthy.inc();
         route.metrics.record(503);
         // Names the DNS name and why, when the cluster's endpoints come from DNS.
@@ -372,6 +402,13 @@ enum Refused {
     Overflow(Overflow),
     ClientBody(hyper::Error),
     Timeout,
+}
+
+/// Whether an authority names a port ("host:80", "[::1]:80"; not "host" or "[::1]").
+fn has_port(authority: &str) -> bool {
+    authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn protocol_name(v: Version) -> &'static str {

@@ -48,15 +48,6 @@ pub(super) fn err<T>(
     })
 }
 
-fn not_yet<T>(path: impl Into<String>, what: &str, issue: u32) -> Result<T, CompileError> {
-    err(
-        path,
-        format!(
-            "{what} is not supported by this version of ferry-proxy yet (tracked as issue #{issue})"
-        ),
-    )
-}
-
 /// Compiles `source`. Clusters defined exactly as in `previous` are reused with their live state.
 /// A table with DNS clusters needs [`compile_with`] and the proxy's DNS discovery.
 pub fn compile(
@@ -254,6 +245,7 @@ fn compile_cluster(
         health,
         breakers,
         tls,
+        original_dst: false,
     };
     let cluster = Cluster::new(c.clone(), settings, metrics.cluster(&c.name));
     cluster.set_endpoints(&addrs);
@@ -291,16 +283,6 @@ fn compile_listener(
             "a TCP listener has tcpRoutes, not virtual hosts",
         );
     }
-    if l.original_dst {
-        return not_yet(
-            format!("{path}.originalDst"),
-            "transparent (original destination) listeners",
-            9,
-        );
-    }
-    if l.egress_policy != 0 {
-        return not_yet(format!("{path}.egressPolicy"), "egress policies", 9);
-    }
     let tls = match &l.tls {
         Some(t) => transport::server_tls(t, is_tcp, &format!("{path}.tls"), &l.name, metrics)?,
         None => None,
@@ -323,6 +305,14 @@ fn compile_listener(
         .map(|a| compile_access_log(a, &format!("{path}.accessLog"), sinks))
         .transpose()?;
 
+    let transparent = transport::transparent(
+        l,
+        path,
+        is_tcp,
+        request_timeout,
+        limits.idle_timeout,
+        metrics,
+    )?;
     let tcp = if is_tcp {
         Some(transport::tcp_routes(
             l,
@@ -396,6 +386,7 @@ fn compile_listener(
             vhosts,
             tcp,
             tls,
+            transparent,
             request_timeout,
             limits,
             access_log,

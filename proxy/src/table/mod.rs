@@ -18,8 +18,9 @@ pub use compile::{CompileError, compile, compile_with};
 use crate::access_log::{AccessLogSink, Format};
 use crate::cluster::Cluster;
 use crate::metrics::ListenerMetrics;
+use crate::route::Route;
 use crate::route::VirtualHosts;
-use crate::tcp::TcpRoutes;
+use crate::tcp::{TcpRoute, TcpRoutes};
 use crate::tls::server::ServerTls;
 
 pub struct RuntimeTable {
@@ -46,6 +47,8 @@ pub struct ListenerTable {
     pub tcp: Option<TcpRoutes>,
     /// TLS termination, when the listener's mode is STRICT or PERMISSIVE.
     pub tls: Option<ServerTls>,
+    /// Transparent mode (`original_dst`): routes see the destination the client dialled.
+    pub transparent: Option<Transparent>,
     /// Listener-wide request timeout (a route's own wins); `None` disables.
     pub request_timeout: Option<Duration>,
     pub limits: Limits,
@@ -77,6 +80,16 @@ impl Default for Limits {
             idle_timeout: Some(Duration::from_secs(300)),
         }
     }
+}
+
+/// What a transparent listener does with traffic for no known service (the mesh egress filter).
+pub struct Transparent {
+    /// ALLOW_ALL: requests for no known service go to the destination the client dialled.
+    pub http_passthrough: Option<Route>,
+    /// ALLOW_ALL on a TCP listener: connections for no TCP route go to their original destination.
+    pub tcp_passthrough: Option<TcpRoute>,
+    /// Requests and connections refused by DROP_ALL.
+    pub dropped: prometheus::IntCounter,
 }
 
 pub struct AccessLogger {

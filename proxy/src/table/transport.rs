@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use ferry_api::v1;
 
+use super::Transparent;
 use super::compile::{CompileError, err, timeout, weighted_targets};
-use crate::cluster::{Cluster, UpstreamProtocol};
+use crate::cluster::{Cluster, ClusterSettings, LbPolicy, UpstreamProtocol};
 use crate::metrics::Metrics;
+use crate::route::{PathMatch, Rewrite, Route, RouteAction, WeightedTargets};
 use crate::tcp::{TcpRoute, TcpRoutes};
 use crate::tls::client::{ClientTls, ClientTlsSpec};
 use crate::tls::server::{Mode, ServerTls, ServerTlsSpec};
@@ -192,4 +194,95 @@ pub fn tcp_routes(
         });
     }
     Ok(TcpRoutes { routes })
+}
+
+/// A transparent listener's egress filter: ALLOW_ALL passes traffic for no known service through to
+/// the destination the client dialled; DROP_ALL (App Mesh's default) refuses it and counts it.
+pub fn transparent(
+    l: &v1::Listener,
+    path: &str,
+    tcp: bool,
+    request_timeout: Option<Duration>,
+    listener_idle: Option<Duration>,
+    metrics: &Metrics,
+) -> Result<Option<Transparent>, CompileError> {
+    use v1::listener::EgressPolicy as E;
+    if !l.original_dst {
+        if l.egress_policy() != E::Unspecified {
+            return err(
+                format!("{path}.egressPolicy"),
+                "an egress policy needs originalDst: true (it filters traffic to destinations the table does not know)",
+            );
+        }
+        return Ok(None);
+    }
+    let dropped = metrics.egress_dropped(&l.name);
+    if l.egress_policy() != E::AllowAll {
+        return Ok(Some(Transparent {
+            http_passthrough: None,
+            tcp_passthrough: None,
+            dropped,
+        }));
+    }
+    let name = format!("passthrough-{}", l.name);
+    let settings = ClusterSettings {
+        protocol: if tcp {
+            UpstreamProtocol::Tcp
+        } else {
+            UpstreamProtocol::Http1
+        },
+        lb: LbPolicy::RoundRobin,
+        connect_timeout: Some(Duration::from_secs(5)),
+        idle_timeout: Duration::from_secs(60),
+        outlier: None,
+        health: None,
+        breakers: None,
+        tls: None,
+        original_dst: true,
+    };
+    let definition = v1::Cluster {
+        name: name.clone(),
+        ..Default::default()
+    };
+    let cluster = Arc::new(Cluster::new(definition, settings, metrics.cluster(&name)));
+    let targets = || {
+        WeightedTargets::new(vec![(Arc::clone(&cluster), 1)])
+            .map_or_else(|| err(path, "passthrough"), Ok)
+    };
+    if tcp {
+        let route = TcpRoute {
+            name: "passthrough".into(),
+            port: None,
+            targets: targets()?,
+            idle: listener_idle,
+            connections: metrics.tcp_route(&l.name, "passthrough"),
+        };
+        return Ok(Some(Transparent {
+            http_passthrough: None,
+            tcp_passthrough: Some(route),
+            dropped,
+        }));
+    }
+    let route = Route {
+        name: "passthrough".into(),
+        path: PathMatch::Any,
+        headers: Box::new([]),
+        method: None,
+        scheme: None,
+        query: Box::new([]),
+        port: None,
+        action: RouteAction {
+            targets: targets()?,
+            retry: None,
+            stream_idle: None,
+            request_timeout,
+            rewrite: Rewrite::default(),
+        },
+        metrics: metrics.route(&l.name, "passthrough"),
+    };
+    Ok(Some(Transparent {
+        http_passthrough: Some(route),
+        tcp_passthrough: None,
+        dropped,
+    }))
 }
