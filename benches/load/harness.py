@@ -464,7 +464,7 @@ class Swapper(threading.Thread):
 
 
 def scenarios(quick):
-    d = 2 if quick else 10
+    d = 1 if quick else 10
     return [
         {"id": "h1_c32", "title": "HTTP/1.1 keep-alive, wrk 1 thread, 32 connections",
          "kind": "http1", "tool": "wrk", "conns": 32, "secs": d},
@@ -475,7 +475,7 @@ def scenarios(quick):
         {"id": "h2", "title": "HTTP/2 (h2c), h2load 8 connections x 32 streams",
          "kind": "h2", "tool": "h2load", "conns": 8, "streams": 32, "secs": d},
         {"id": "tcp", "title": "TCP throughput, iperf3 1 stream", "kind": "tcp", "tool": "iperf3",
-         "secs": 2 if quick else 5},
+         "secs": 1 if quick else 5},
     ]
 
 
@@ -538,10 +538,13 @@ def memory_scenario(targets, tmp, quick, rounds):
                     time.sleep(0.3)
                     rec = out.setdefault(name, {}).setdefault(str(routes), [])
                     rec.append({"rss_mb": (status_kb(proc.pid, "VmRSS") or 0) / 1024,
+                                "anon_mb": (status_kb(proc.pid, "RssAnon") or 0) / 1024,
+                                "file_mb": (status_kb(proc.pid, "RssFile") or 0) / 1024,
                                 "peak_rss_mb": (status_kb(proc.pid, "VmHWM") or 0) / 1024})
                 finally:
                     proc.stop()
-    return {n: {k: {m: statistics.median(x[m] for x in v) for m in ("rss_mb", "peak_rss_mb")}
+    return {n: {k: {m: statistics.median(x[m] for x in v)
+                    for m in ("rss_mb", "anon_mb", "file_mb", "peak_rss_mb")}
                 for k, v in d.items()} for n, d in out.items()}
 
 
@@ -712,7 +715,9 @@ def markdown(report):
     mem = report["memory"]
     if mem:
         sizes = sorted({int(k) for d in mem.values() for k in d})
-        lines += ["## Memory: RSS after start and 200 requests (MB); peak (VmHWM) in brackets", "",
+        lines += ["## Memory: RSS after start and 200 requests, MB: VmRSS [VmHWM] {anonymous + file-backed}",
+                  "", "File-backed pages are mostly the program's own code (shared with other processes "
+                  "running the same binary); anonymous pages are its heap and stacks.", "",
                   "| target | " + " | ".join("idle" if s == 0 else f"{s:,} routes" for s in sizes) + " |",
                   "|---|" + "---:|" * len(sizes)]
         for t, d in mem.items():
@@ -723,7 +728,8 @@ def markdown(report):
                     cells.append("–")
                     continue
                 best = [mem[p][str(s)]["rss_mb"] for p in PEERS if p in mem and str(s) in mem[p]]
-                c = f"{v['rss_mb']:.1f} [{v['peak_rss_mb']:.1f}]"
+                c = (f"{v['rss_mb']:.1f} [{v['peak_rss_mb']:.1f}] "
+                     f"{{{v.get('anon_mb', 0):.1f} + {v.get('file_mb', 0):.1f}}}")
                 if best:
                     c += f" ({v['rss_mb'] / min(best):.2f}×)"
                 cells.append(c)
