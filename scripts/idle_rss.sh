@@ -7,6 +7,7 @@
 # half a request head (a slowloris client) and then wait, and prints VmRSS before, with the
 # connections held, and after they close. The header read timeout is raised for the measurement
 # so that the connections stay; with the default (10 s) the proxy would cut them. Needs python3.
+# FERRY_PROXY_BIN=PATH measures that binary instead of building the release one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-10000}
@@ -15,7 +16,11 @@ if (($(ulimit -n) < n + 100)); then
   echo "the fd limit ($(ulimit -n)) is below $n connections; run as root or raise the hard limit" >&2
   exit 1
 fi
-cargo build --release -q -p ferry-proxy
+bin=${FERRY_PROXY_BIN:-}
+if [ -z "$bin" ]; then
+  cargo build --release -q -p ferry-proxy
+  bin=target/release/ferry-proxy
+fi
 dir=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
 cat >"$dir/table.yaml" <<YAML
@@ -35,7 +40,7 @@ clusters:
   - name: c
     staticEndpoints: { endpoints: [{ address: 127.0.0.1:1 }] }
 YAML
-target/release/ferry-proxy --config "$dir/table.yaml" --admin-addr 127.0.0.1:0 \
+"$bin" --config "$dir/table.yaml" --admin-addr 127.0.0.1:0 \
   --admin-address-path "$dir/admin" --log-level warn --concurrency "${FERRY_CONCURRENCY:-2}" &
 pid=$!
 for _ in $(seq 100); do [ -s "$dir/admin" ] && break; sleep 0.1; done

@@ -25,20 +25,22 @@ pub fn sanitize(table: &mut v1::RoutingTable) {
 
 /// Compiles `table` (sanitized) the way the proxy does; `None` when it is refused.
 pub fn compile(mut table: v1::RoutingTable) -> Option<RuntimeTable> {
-    static SINKS: OnceLock<Mutex<SinkRegistry>> = OnceLock::new();
+    static STATE: OnceLock<Mutex<(Metrics, u32, SinkRegistry)>> = OnceLock::new();
     sanitize(&mut table);
-    // A fresh registry per table: metric series would otherwise pile up across runs.
-    let metrics = Metrics::new();
-    let sinks = SINKS.get_or_init(|| Mutex::new(SinkRegistry::default()));
-    let mut sinks = sinks.lock().unwrap_or_else(|e| e.into_inner());
-    match table::compile(table, None, &metrics, &mut sinks) {
+    let state = STATE.get_or_init(|| Mutex::new((Metrics::new(), 0, SinkRegistry::default())));
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    // Building the metrics registry costs more than most tables; but its series pile up with
+    // every new route or cluster name, so it is renewed every so often.
+    state.1 += 1;
+    if state.1 % 512 == 0 {
+        state.0 = Metrics::new();
+    }
+    let (metrics, _, sinks) = &mut *state;
+    match table::compile(table, None, metrics, sinks) {
         Ok(t) => Some(t),
         Err(e) => {
-            // Every refusal names a field path (possibly empty for table-wide errors) and says why.
-            assert!(
-                !e.message.is_empty(),
-                "compile error without a message: {e:?}"
-            );
+            // Every refusal says why.
+            assert!(!e.message.is_empty(), "compile error without a message: {e:?}");
             None
         }
     }
