@@ -40,7 +40,10 @@ pub fn compile(mut table: v1::RoutingTable) -> Option<RuntimeTable> {
         Ok(t) => Some(t),
         Err(e) => {
             // Every refusal says why.
-            assert!(!e.message.is_empty(), "compile error without a message: {e:?}");
+            assert!(
+                !e.message.is_empty(),
+                "compile error without a message: {e:?}"
+            );
             None
         }
     }
