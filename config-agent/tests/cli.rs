@@ -17,18 +17,18 @@ fn text(b: &[u8]) -> String {
 
 #[test]
 fn validate_accepts_the_example_and_lists_its_proxies() {
-    let out = agent(&["validate", "examples/mesh"]);
+    let out = agent(&["validate", "examples/mesh/resources"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
-        "examples/mesh: valid: 9 resources; proxy identities: color-mesh/virtualNode/color-blue, color-mesh/virtualNode/color-green, color-mesh/virtualNode/front\n"
+        "examples/mesh/resources: valid: 9 resources; proxy identities: color-mesh/virtualNode/color-blue, color-mesh/virtualNode/color-green, color-mesh/virtualNode/front\n"
     );
 }
 
 #[test]
 fn validate_fails_with_every_problem_and_a_non_zero_exit() {
     let dir = tempfile::tempdir().unwrap();
-    for f in std::fs::read_dir("../examples/mesh").unwrap() {
+    for f in std::fs::read_dir("../examples/mesh/resources").unwrap() {
         let f = f.unwrap().path();
         std::fs::copy(&f, dir.path().join(f.file_name().unwrap())).unwrap();
     }
@@ -54,7 +54,7 @@ fn compile_prints_a_table_the_proxy_reads() {
     let out = agent(&[
         "compile",
         "--resources",
-        "examples/mesh",
+        "examples/mesh/resources",
         "--node",
         "color-mesh/virtualNode/front",
     ]);
@@ -65,7 +65,7 @@ fn compile_prints_a_table_the_proxy_reads() {
     let json = agent(&[
         "compile",
         "--resources",
-        "examples/mesh",
+        "examples/mesh/resources",
         "--node",
         "color-mesh/virtualNode/front",
         "--json",
@@ -77,7 +77,7 @@ fn compile_prints_a_table_the_proxy_reads() {
     let unknown = agent(&[
         "compile",
         "--resources",
-        "examples/mesh",
+        "examples/mesh/resources",
         "--node",
         "color-mesh/virtualNode/x",
     ]);
@@ -90,7 +90,7 @@ fn explain_names_the_listener_route_targets_and_why_others_did_not_match() {
     let out = agent(&[
         "explain",
         "--resources",
-        "examples/mesh",
+        "examples/mesh/resources",
         "--node",
         "color-mesh/virtualNode/front",
         "--request",
@@ -115,7 +115,7 @@ fn explain_names_the_listener_route_targets_and_why_others_did_not_match() {
     let ingress = agent(&[
         "explain",
         "--resources",
-        "examples/mesh",
+        "examples/mesh/resources",
         "--node",
         "color-mesh/virtualNode/front",
         "--request",

@@ -1,6 +1,6 @@
 //! Compile golden tests: resource files -> the expected routing table of every proxy identity.
 //!
-//! Each `tests/golden/CASE/resources/` (and `examples/mesh/`, as case `color`) is loaded and
+//! Each `tests/golden/CASE/resources/` (and `examples/mesh/resources/`, as case `color`) is loaded and
 //! validated, and each of its identities compiled; the YAML must equal
 //! `tests/golden/CASE/expected/MESH__KIND__NAME.yaml` (warnings, if any, in `.warnings`). After an
 //! intended change, `FERRY_BLESS=1 cargo test -p ferry-agent --test golden` rewrites the expected
@@ -18,7 +18,7 @@ fn root() -> PathBuf {
 fn cases() -> Vec<(String, PathBuf, PathBuf)> {
     let mut out = vec![(
         "color".to_owned(),
-        root().join("../examples/mesh"),
+        root().join("../examples/mesh/resources"),
         root().join("tests/golden/color/expected"),
     )];
     for case in ["routes", "security", "gateway"] {
@@ -206,7 +206,7 @@ fn identities_may_be_written_as_app_mesh_arns() {
             .unwrap();
     assert_eq!(id.to_string(), "color-mesh/virtualNode/front");
     assert!(Identity::parse("color-mesh/front").is_err());
-    let model = store::load_dir(&root().join("../examples/mesh")).unwrap();
+    let model = store::load_dir(&root().join("../examples/mesh/resources")).unwrap();
     let e = compile::compile(
         &model,
         &Identity::parse("color-mesh/virtualNode/nope").unwrap(),
@@ -221,7 +221,7 @@ fn identities_may_be_written_as_app_mesh_arns() {
 
 #[test]
 fn listener_ports_follow_the_options() {
-    let model = store::load_dir(&root().join("../examples/mesh")).unwrap();
+    let model = store::load_dir(&root().join("../examples/mesh/resources")).unwrap();
     let id = Identity::parse("color-mesh/virtualNode/front").unwrap();
     let c = compile::compile(
         &model,

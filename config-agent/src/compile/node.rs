@@ -136,8 +136,9 @@ fn ingress(
         address: format!("{bind_ip}:{}", cx.opts.ingress_port),
         direction: v1::listener::Direction::Inbound as i32,
         protocol: protocol as i32,
-        // Several app ports share the one redirected port: tell them apart by original destination.
-        original_dst: several,
+        // App Mesh's interception: iptables redirects the app ports here, and the original
+        // destination tells them apart (a direct connection is served as well).
+        original_dst: true,
         tls: tls.and_then(|(_, t)| t),
         timeouts: default_timeouts(),
         limits: None,
@@ -255,27 +256,27 @@ fn egress(
         name: "egress".to_owned(),
         address: format!("127.0.0.1:{}", cx.opts.egress_port),
         direction: v1::listener::Direction::Outbound as i32,
-        // HTTP, unless every backend is TCP. Mixing both on the one redirected port needs the
-        // original destination (proxy issue #9).
+        // HTTP, unless every backend is TCP: a proxy listener is one or the other, so a node with
+        // both HTTP and TCP backends gets a table its proxy refuses (README "Not yet").
         protocol: if out.virtual_hosts.is_empty() && !out.tcp_routes.is_empty() {
             v1::listener::Protocol::Tcp
         } else {
             v1::listener::Protocol::Http
         } as i32,
-        // TCP backends are told apart by the port the app dialled, which only the original
-        // destination of a redirected connection tells.
-        original_dst: !out.tcp_routes.is_empty(),
+        // Transparent, as App Mesh's egress: the port the app dialled, then Host, pick the route;
+        // connections made to it directly (explicit mode) are routed by Host alone.
+        original_dst: true,
         tls: None,
         timeouts: default_timeouts(),
         limits: None,
         access_log: log,
         virtual_hosts: out.virtual_hosts,
         tcp_routes: out.tcp_routes,
-        // DROP_ALL is the schema's default (and App Mesh's); only ALLOW_ALL is written out.
+        // The mesh's egress filter; App Mesh's default is DROP_ALL.
         egress_policy: if allow_all {
-            v1::listener::EgressPolicy::AllowAll as i32
+            v1::listener::EgressPolicy::AllowAll
         } else {
-            0
-        },
+            v1::listener::EgressPolicy::DropAll
+        } as i32,
     }
 }
