@@ -187,7 +187,9 @@ async fn serve(
                 .with_context(|| format!("cannot write {}", p.display()))?;
         }
     }
-    let shutdown = async {
+    let stopping = agent.clone();
+    let (stop_tx, mut stopped) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
         use tokio::signal::unix::{SignalKind, signal};
         match (
             signal(SignalKind::terminate()),
@@ -201,11 +203,20 @@ async fn serve(
             }
             _ => std::future::pending::<()>().await,
         }
-        tracing::info!("shutting down");
+        tracing::info!("shutting down: closing the proxy streams (the proxies keep serving)");
+        stopping.shut_down();
+        stop_tx.send_replace(true);
     };
-    grpc::serve(agent, grpc_listener, shutdown)
-        .await
-        .context("the gRPC server failed")?;
+    let server = grpc::serve(agent, grpc_listener, shutdown);
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => r.context("the gRPC server failed")?,
+        // Streams end at once; do not wait longer than this for the last ones.
+        _ = async {
+            stopped.wait_for(|s| *s).await.ok();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        } => tracing::warn!("gave up waiting for the last streams to close"),
+    }
     Ok(())
 }
 

@@ -153,6 +153,27 @@ impl AgentProcess {
         std::fs::read_to_string(self.logs.path().join("stderr.log")).unwrap_or_default()
     }
 
+    /// SIGTERM, then waits up to `timeout` for the exit.
+    pub async fn sigterm(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait()? {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "ferry-agent still running {timeout:?} after SIGTERM: {}",
+                    self.stderr()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// SIGKILL: the agent dies without closing anything.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

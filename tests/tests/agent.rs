@@ -529,3 +529,21 @@ async fn an_unknown_node_is_shown_with_the_reason_and_served_once_it_exists() {
     assert_eq!(c, "green");
     wait_state(&s.agent, node, "IN_SYNC").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_stops_on_sigterm_and_its_proxies_keep_serving() {
+    let mut s = Setup::start((100, 0)).await;
+    let front = s.proxy(FRONT).await;
+    let client = Client::http1();
+    let egress = front.url("egress").await;
+    until_color(&client, &egress, "blue", Instant::now()).await;
+    let t0 = Instant::now();
+    let status = s.agent.sigterm(Duration::from_secs(10)).await.unwrap();
+    assert!(status.success(), "{status}: {}", s.agent.stderr());
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(split(&client, &egress, 20).await, (20, 0));
+}

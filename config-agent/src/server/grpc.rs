@@ -137,6 +137,7 @@ async fn run(
     tx: &mpsc::Sender<Result<Snapshot, Status>>,
 ) -> Result<(), String> {
     let mut models = agent.store.subscribe();
+    let mut shutdown = agent.shutdown_signal();
     // What this proxy last got: a version it runs already is not sent again.
     let mut last_version = (!serving.is_empty()).then(|| serving.to_owned());
     let mut last_status = String::new();
@@ -201,6 +202,7 @@ async fn run(
         }
         agent.update(id, |p| p.state = state_of(p, state.model.is_some()));
         tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
             changed = models.changed() => {
                 if changed.is_err() {
                     return Ok(());

@@ -27,6 +27,8 @@ pub struct Agent {
     proxies: Mutex<BTreeMap<u64, ProxyStatus>>,
     next_id: AtomicU64,
     cache: Mutex<HashMap<Identity, (u64, TableResult)>>,
+    /// Set at shutdown: every stream ends, so that the gRPC server can stop.
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 /// One connected proxy, as `/proxies` shows it.
@@ -82,7 +84,17 @@ impl Agent {
             proxies: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
             cache: Mutex::new(HashMap::new()),
+            shutdown: tokio::sync::watch::channel(false).0,
         })
+    }
+
+    /// Ends every proxy stream (at shutdown; the proxies keep serving and reconnect later).
+    pub fn shut_down(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
     }
 
     /// The table of `identity` in `state`, compiled once per model generation.
@@ -118,6 +130,8 @@ impl Agent {
         };
         let result = Arc::new(result);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        // Tables of older models are never asked for again.
+        cache.retain(|_, (g, _)| *g == state.generation);
         cache.insert(identity.clone(), (state.generation, Arc::clone(&result)));
         result
     }
