@@ -28,11 +28,11 @@ curl -sf http://127.0.0.1:9901/ready >/dev/null || { cat "$work/agent.log" "$wor
 
 egress=http://127.0.0.1:15001/
 echo "== 20 requests from front to color.mesh.local:8080 (route color-split: blue 90, green 10)"
-for _ in $(seq 20); do curl -s -H 'Host: color.mesh.local:8080' "$egress"; echo; done | sort | uniq -c
+for _ in $(seq 20); do curl -s -H 'Host: color.mesh.local:8080' "$egress"; done | sort | uniq -c
 echo "== with x-color: green (route color-header)"
-curl -s -H 'Host: color.mesh.local:8080' -H 'x-color: green' "$egress"; echo
+curl -s -H 'Host: color.mesh.local:8080' -H 'x-color: green' "$egress"
 echo "== into front's app through its ingress listener"
-curl -s http://127.0.0.1:15000/; echo
+curl -s http://127.0.0.1:15000/
 
 echo "== editing the router: blue 10, green 90"
 sed -e 's/"color-blue", "weight": 90/"color-blue", "weight": 10/' \
@@ -40,7 +40,7 @@ sed -e 's/"color-blue", "weight": 90/"color-blue", "weight": 10/' \
     "$work/resources/router.json" >"$work/router.json.new"
 mv "$work/router.json.new" "$work/resources/router.json"
 sleep 0.5
-for _ in $(seq 20); do curl -s -H 'Host: color.mesh.local:8080' "$egress"; echo; done | sort | uniq -c
+for _ in $(seq 20); do curl -s -H 'Host: color.mesh.local:8080' "$egress"; done | sort | uniq -c
 echo "== the agent's /proxies"
 curl -s http://127.0.0.1:15011/proxies
 
