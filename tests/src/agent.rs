@@ -205,6 +205,17 @@ impl AgentProxy {
         node: &str,
         state_dir: &Path,
     ) -> anyhow::Result<AgentProxy> {
+        Self::start_with_ports(agent_url, node, state_dir, 0, 0).await
+    }
+
+    /// [`AgentProxy::start`] with given `--ingress-port` / `--egress-port`.
+    pub async fn start_with_ports(
+        agent_url: &str,
+        node: &str,
+        state_dir: &Path,
+        ingress_port: u16,
+        egress_port: u16,
+    ) -> anyhow::Result<AgentProxy> {
         let logs = tempfile::tempdir()?;
         let admin_file = logs.path().join("admin.addr");
         let level = std::env::var("FERRY_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".into());
@@ -212,7 +223,8 @@ impl AgentProxy {
             .args(["--agent", agent_url, "--node", node])
             .arg("--state-dir")
             .arg(state_dir)
-            .args(["--ingress-port", "0", "--egress-port", "0"])
+            .args(["--ingress-port", &ingress_port.to_string()])
+            .args(["--egress-port", &egress_port.to_string()])
             .args(["--admin-addr", "127.0.0.1:0", "--concurrency", "2"])
             .args(["--log-level", &level])
             .arg("--admin-address-path")

@@ -547,3 +547,80 @@ async fn the_agent_stops_on_sigterm_and_its_proxies_keep_serving() {
     );
     assert_eq!(split(&client, &egress, 20).await, (20, 0));
 }
+
+/// A port nobody listens on now (for listeners whose port is part of the resources).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_virtual_gateway_routes_in_two_hops_with_app_mesh_rewrites() {
+    let s = Setup::start((100, 0)).await;
+    let gw_port = free_port();
+    let egress_port = free_port();
+    s.mesh.write(
+        "gateway.yaml",
+        &format!(
+            "meshName: color-mesh
+virtualGatewayName: gw
+spec:
+  listeners: [{{ portMapping: {{ port: {gw_port}, protocol: http }} }}]
+---
+meshName: color-mesh
+virtualGatewayName: gw
+gatewayRouteName: colors
+spec:
+  httpRoute:
+    match: {{ prefix: /color }}
+    action: {{ target: {{ virtualService: {{ virtualServiceName: color.mesh.local }} }} }}
+---
+meshName: color-mesh
+virtualGatewayName: gw
+gatewayRouteName: kept
+spec:
+  priority: 0
+  httpRoute:
+    match: {{ prefix: /keep/, headers: [{{ name: x-color, match: {{ exact: green }} }}] }}
+    action:
+      target: {{ virtualService: {{ virtualServiceName: color.mesh.local }} }}
+      rewrite: {{ prefix: {{ defaultPrefix: DISABLED }} }}
+"
+        ),
+    );
+    let node = "color-mesh/virtualGateway/gw";
+    let gw = AgentProxy::start_with_ports(&s.agent.url(), node, &s.state_dir(node), 0, egress_port)
+        .await
+        .unwrap();
+    let client = Client::http1();
+    // First hop: prefix /color becomes /, Host becomes the service; second hop: the service's
+    // router (color-split: all blue).
+    let r = client
+        .get(&format!("http://127.0.0.1:{gw_port}/color/hello"))
+        .await
+        .unwrap();
+    assert_eq!(r.upstream(), "blue", "{}", r.body);
+    assert_eq!(r.json()["path"], "/hello");
+    assert_eq!(r.seen_header("host").as_deref(), Some("color.mesh.local"));
+    // The service's header route still applies on the second hop; this route keeps its prefix.
+    let r = client
+        .get_with(
+            &format!("http://127.0.0.1:{gw_port}/keep/x"),
+            &[("x-color", "green")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.upstream(), "green", "{}", r.body);
+    assert_eq!(r.json()["path"], "/keep/x");
+    // No gateway route: 404 from the gateway itself.
+    let r = client
+        .get(&format!("http://127.0.0.1:{gw_port}/other"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404);
+    wait_state(&s.agent, node, "IN_SYNC").await;
+    drop(gw);
+}
