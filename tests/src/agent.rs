@@ -244,28 +244,15 @@ impl AgentProxy {
             state_dir: state_dir.to_owned(),
             logs,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = p.child.try_wait()? {
-                bail!("ferry-proxy exited early ({status}): {}", p.stderr());
-            }
-            if let Ok(a) = std::fs::read_to_string(&admin_file)
-                && let Ok(addr) = a.trim().parse()
-            {
-                p.admin = addr;
-                if p.admin_get("/ready")
-                    .await
-                    .map(|(s, _)| s == 200)
-                    .unwrap_or(false)
-                {
-                    return Ok(p);
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("ferry-proxy ({node}) not ready within 20s: {}", p.stderr());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let log = p.logs.path().join("stderr.log");
+        p.admin = crate::proxy::wait_until_ready(
+            &mut p.child,
+            &admin_file,
+            &format!("ferry-proxy ({node})"),
+            &log,
+        )
+        .await?;
+        Ok(p)
     }
 
     pub async fn admin_get(&self, path: &str) -> anyhow::Result<(u16, String)> {

@@ -83,28 +83,9 @@ impl ProxyProcess {
             stderr_path,
             stdout_path,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = p.child.try_wait()? {
-                bail!("ferry-proxy exited early ({status}): {}", p.stderr());
-            }
-            if let Ok(a) = std::fs::read_to_string(&admin_file)
-                && let Ok(addr) = a.trim().parse()
-            {
-                p.admin = addr;
-                if p.admin_get("/ready")
-                    .await
-                    .map(|(s, _)| s == 200)
-                    .unwrap_or(false)
-                {
-                    return Ok(p);
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("ferry-proxy not ready within 20s: {}", p.stderr());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        p.admin =
+            wait_until_ready(&mut p.child, &admin_file, "ferry-proxy", &p.stderr_path).await?;
+        Ok(p)
     }
 
     /// The bound address of listener `name` (from `/listeners`).
@@ -209,6 +190,35 @@ impl Drop for ProxyProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Waits until a proxy writes its admin address to `admin_file` and `/ready` answers 200 (20 s
+/// at most); `what` names it in errors, which carry the log at `stderr_log`.
+pub async fn wait_until_ready(
+    child: &mut Child,
+    admin_file: &Path,
+    what: &str,
+    stderr_log: &Path,
+) -> anyhow::Result<SocketAddr> {
+    let log = || std::fs::read_to_string(stderr_log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("{what} exited early ({status}): {}", log());
+        }
+        if let Ok(a) = std::fs::read_to_string(admin_file)
+            && let Ok(addr) = a.trim().parse::<SocketAddr>()
+            && admin_request(addr, http::Method::GET, "/ready")
+                .await
+                .is_ok_and(|(s, _)| s == 200)
+        {
+            return Ok(addr);
+        }
+        if Instant::now() > deadline {
+            bail!("{what} not ready within 20s: {}", log());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
