@@ -108,6 +108,18 @@ fn invalid_config_at_startup_exits_non_zero_naming_file_line_and_field() {
     }
 }
 
+/// Writes `table` as `name`, runs `--validate` on it, asserts it is refused, returns stderr.
+fn refused_by_validate(dir: &tempfile::TempDir, name: &str, table: &str) -> String {
+    let path = write(dir, name, table);
+    let out = proxy()
+        .args(["--validate", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "{name} should be refused");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn an_egress_policy_needs_a_transparent_listener() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -115,14 +127,7 @@ fn an_egress_policy_needs_a_transparent_listener() {
         "    address: 127.0.0.1:0",
         "    address: 127.0.0.1:0\n    egressPolicy: ALLOW_ALL",
     );
-    let path = write(&dir, "egress.yaml", &explicit);
-    let out = proxy()
-        .args(["--validate", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused_by_validate(&dir, "egress.yaml", &explicit);
     assert!(
         stderr.contains("listeners[0].egressPolicy: an egress policy needs originalDst: true"),
         "{stderr}"
@@ -136,14 +141,7 @@ fn a_retry_policy_without_events_is_refused() {
         "action: { weightedTargets: [{ cluster: c, weight: 1 }] }",
         "action: { weightedTargets: [{ cluster: c, weight: 1 }], retryPolicy: { maxRetries: 2 } }",
     );
-    let path = write(&dir, "retry.yaml", &with_retry);
-    let out = proxy()
-        .args(["--validate", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused_by_validate(&dir, "retry.yaml", &with_retry);
     assert!(
         stderr.contains("action.retryPolicy: a retry policy needs at least one of"),
         "{stderr}"
