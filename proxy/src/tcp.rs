@@ -55,10 +55,8 @@ pub struct ByteCounters {
 pub async fn proxy(table: Arc<ListenerTable>, client: ServerStream, conn: ConnInfo) {
     let start = Instant::now();
     let started_at = SystemTime::now();
-    let Some(routes) = table.tcp.as_ref() else {
-        return;
-    };
-    let route = match (routes.find(conn.port), table.transparent.as_ref()) {
+    let found = table.tcp.as_ref().and_then(|routes| routes.find(conn.port));
+    let route = match (found, table.transparent.as_ref()) {
         (Some(r), _) => r,
         // A destination the table does not know: the mesh egress filter decides.
         (None, Some(t)) if conn.original_dst.is_some() => match &t.tcp_passthrough {

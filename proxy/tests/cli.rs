@@ -161,3 +161,51 @@ fn missing_or_empty_config_is_a_clear_error() {
     let out = proxy().arg("--config").arg(&path).output().expect("run");
     assert!(String::from_utf8_lossy(&out.stderr).contains("the file is empty"));
 }
+
+#[test]
+fn tcp_routes_on_an_http_listener_need_original_destinations_and_ports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tcp_route =
+        "\n    tcpRoutes: [{ name: db, port: 5432, weightedTargets: [{ cluster: c, weight: 1 }] }]";
+    let explicit = VALID.replace(
+        "    address: 127.0.0.1:0",
+        &format!("    address: 127.0.0.1:0{tcp_route}"),
+    );
+    let stderr = refused_by_validate(&dir, "explicit.yaml", &explicit);
+    assert!(
+        stderr.contains(
+            "listeners[0].tcpRoutes: TCP routes on an HTTP listener need `originalDst: true`"
+        ),
+        "{stderr}"
+    );
+    let any_port = VALID.replace(
+        "    address: 127.0.0.1:0",
+        &format!(
+            "    address: 127.0.0.1:0\n    originalDst: true{}",
+            tcp_route.replace("port: 5432, ", "")
+        ),
+    );
+    let stderr = refused_by_validate(&dir, "any-port.yaml", &any_port);
+    assert!(
+        stderr.contains(
+            "listeners[0].tcpRoutes[0].port: a TCP route on an HTTP listener needs its port"
+        ),
+        "{stderr}"
+    );
+    // Both, as the agent compiles a node with HTTP and TCP backends: accepted.
+    let mixed = VALID.replace(
+        "    address: 127.0.0.1:0",
+        &format!("    address: 127.0.0.1:0\n    originalDst: true{tcp_route}"),
+    );
+    let path = write(&dir, "mixed.yaml", &mixed);
+    let out = proxy()
+        .args(["--validate", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

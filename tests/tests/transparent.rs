@@ -311,15 +311,24 @@ fn http_egress_is_intercepted_routed_split_and_filtered() {
         "{other}"
     );
 
-    // DROP_ALL: a destination the table does not know is refused and counted.
-    let refused = client.curl(&["-w", " %{http_code}", "http://198.51.100.2:7777/"]);
+    // DROP_ALL: a destination the table does not know is refused and counted. On a known HTTP
+    // port, an unknown Host gets a 404 that says why; on any other port the connection is closed.
+    let refused = client.curl(&[
+        "-w",
+        " %{http_code}",
+        "--resolve",
+        "unknown.example:8080:198.51.100.2",
+        "http://unknown.example:8080/",
+    ]);
     assert!(
         refused.contains("egress filter DROP_ALL") && refused.ends_with(" 404"),
         "{refused}"
     );
+    let closed = client.curl(&["-w", "%{http_code}", "http://198.51.100.2:7777/"]);
+    assert_eq!(closed, "000", "an unknown port is closed, not answered");
     let metrics = client.curl(&["http://127.0.0.1:9901/stats/prometheus"]);
     assert!(
-        metrics.contains("ferry_egress_dropped_total{listener=\"egress\"} 1"),
+        metrics.contains("ferry_egress_dropped_total{listener=\"egress\"} 2"),
         "{metrics}"
     );
 
@@ -404,7 +413,10 @@ clusters:
         "{metrics}"
     );
 
-    // The same with an HTTP listener and ALLOW_ALL: an unknown host is passed through.
+    // App Mesh's egress: one redirected port carries HTTP and TCP. An HTTP listener with a TCP
+    // route: HTTP ports (those its virtual hosts name) are parsed as HTTP, the TCP route's port is
+    // proxied as TCP, and any other port passes through as TCP untouched, so a server-first
+    // protocol (the upstream speaks first, as MySQL or SMTP do) works through ALLOW_ALL.
     let mut client2 = Host::new("client2");
     let mut server2 = Host::new("server2");
     link(&client2, "198.51.100.1", &server2, &["198.51.100.2"]);
@@ -412,15 +424,76 @@ clusters:
     start_upstreams(
         &mut server2,
         &dir2,
-        &["--http", "198.51.100.2:7777", "direct"],
+        &[
+            "--http",
+            "198.51.100.2:9001",
+            "v1",
+            "--http",
+            "198.51.100.2:8080",
+            "external",
+            "--tcp",
+            "198.51.100.2:6432",
+            "db",
+            "--tcp",
+            "198.51.100.2:6433",
+            "other",
+        ],
     );
     init_iptables(&client2, &["--ignore-uid", "1337"]);
-    start_proxy(&mut client2, &dir2, &egress_table("ALLOW_ALL"));
-    let passed = client2.curl(&["http://198.51.100.2:7777/somewhere"]);
+    let mixed = r#"listeners:
+  - name: egress
+    address: 0.0.0.0:15001
+    originalDst: true
+    egressPolicy: ALLOW_ALL
+    virtualHosts:
+      - name: color
+        domains: ["color.mesh.local:8080"]
+        routes: [{ name: color, match: { prefix: / }, action: { weightedTargets: [{ cluster: v1, weight: 1 }] } }]
+    tcpRoutes:
+      - name: db
+        port: 5432
+        weightedTargets: [{ cluster: db, weight: 1 }]
+clusters:
+  - { name: v1, staticEndpoints: { endpoints: [{ address: "198.51.100.2:9001" }] } }
+  - { name: db, protocol: TCP, staticEndpoints: { endpoints: [{ address: "198.51.100.2:6432" }] } }
+"#;
+    start_proxy(&mut client2, &dir2, mixed);
+    let routed = client2.curl(&[
+        "--resolve",
+        "color.mesh.local:8080:198.51.100.2",
+        "http://color.mesh.local:8080/",
+    ]);
     assert!(
-        passed.contains("\"upstream\":\"direct\"") && passed.contains("x-forwarded-for"),
+        routed.contains("\"upstream\":\"v1\"") && routed.contains("x-forwarded-for"),
+        "HTTP routed by port and Host: {routed}"
+    );
+    let banner2 = |port: u16| {
+        let script = format!("exec 3<>/dev/tcp/198.51.100.2/{port}; timeout 3 head -1 <&3");
+        client2.try_exec(&["bash", "-c", &script])
+    };
+    assert_eq!(banner2(5432), "db\n", "the TCP route on the HTTP listener");
+    assert_eq!(
+        banner2(6433),
+        "other\n",
+        "a server-first protocol on an unknown port passes through as TCP"
+    );
+    // An unknown host on an HTTP port is passed through as HTTP, to where the client dialled.
+    let passed = client2.curl(&[
+        "--resolve",
+        "external.example:8080:198.51.100.2",
+        "http://external.example:8080/somewhere",
+    ]);
+    assert!(
+        passed.contains("\"upstream\":\"external\"") && passed.contains("x-forwarded-for"),
         "{passed}"
     );
+    let metrics = client2.curl(&["http://127.0.0.1:9901/stats/prometheus"]);
+    for series in [
+        "ferry_tcp_connections_total{listener=\"egress\",route=\"db\"} 1",
+        "ferry_tcp_connections_total{listener=\"egress\",route=\"passthrough\"} 1",
+    ] {
+        assert!(metrics.contains(series), "{series} in {metrics}");
+    }
 }
 
 #[test]

@@ -256,8 +256,8 @@ fn egress(
         name: "egress".to_owned(),
         address: format!("127.0.0.1:{}", cx.opts.egress_port),
         direction: v1::listener::Direction::Outbound as i32,
-        // HTTP, unless every backend is TCP: a proxy listener is one or the other, so a node with
-        // both HTTP and TCP backends gets a table its proxy refuses (README "Not yet").
+        // HTTP, unless every backend is TCP. With both, the HTTP listener carries the TCP routes
+        // too: the proxy picks TCP by the original destination port, as App Mesh's egress does.
         protocol: if out.virtual_hosts.is_empty() && !out.tcp_routes.is_empty() {
             v1::listener::Protocol::Tcp
         } else {

@@ -120,12 +120,36 @@ pub fn serve_connection(
                 "http"
             },
         };
-        if table.tcp.is_some() {
+        if is_tcp(&table, &info) {
             crate::tcp::proxy(table, io, info).await;
         } else {
             serve_http(ctx, &table, io, info, watcher).await;
         }
     });
+}
+
+/// Whether a connection is TCP-proxied: every one on a TCP listener; on a transparent HTTP
+/// listener, one whose original destination port a TCP route names, or that no virtual host
+/// names (see `Transparent::http_ports`).
+fn is_tcp(table: &ListenerTable, info: &ConnInfo) -> bool {
+    if !table.http {
+        return true;
+    }
+    if info.original_dst.is_none() {
+        return false;
+    }
+    if table
+        .tcp
+        .as_ref()
+        .is_some_and(|routes| routes.find(info.port).is_some())
+    {
+        return true;
+    }
+    table
+        .transparent
+        .as_ref()
+        .and_then(|t| t.http_ports.as_deref())
+        .is_some_and(|ports| !ports.contains(&info.port))
 }
 
 /// The destination the client dialled before iptables redirected the connection here, or `None`

@@ -272,10 +272,20 @@ fn compile_listener(
     })?;
     let is_tcp = l.protocol() == listener::Protocol::Tcp;
     if !is_tcp && !l.tcp_routes.is_empty() {
-        return err(
-            format!("{path}.tcpRoutes"),
-            "TCP routes need `protocol: TCP` on the listener",
-        );
+        // An HTTP listener tells a TCP connection from an HTTP one only by the port the client
+        // dialled, so its TCP routes need original destinations and a port each.
+        if !l.original_dst {
+            return err(
+                format!("{path}.tcpRoutes"),
+                "TCP routes on an HTTP listener need `originalDst: true` (they are chosen by the port the client dialled); otherwise use `protocol: TCP`",
+            );
+        }
+        if let Some(i) = l.tcp_routes.iter().position(|r| r.port == 0) {
+            return err(
+                format!("{path}.tcpRoutes[{i}].port"),
+                "a TCP route on an HTTP listener needs its port: connections to other ports are HTTP",
+            );
+        }
     }
     if is_tcp && !l.virtual_hosts.is_empty() {
         return err(
@@ -305,7 +315,7 @@ fn compile_listener(
         .map(|a| compile_access_log(a, &format!("{path}.accessLog"), sinks))
         .transpose()?;
 
-    let transparent = transport::transparent(
+    let mut transparent = transport::transparent(
         l,
         path,
         is_tcp,
@@ -313,7 +323,7 @@ fn compile_listener(
         limits.idle_timeout,
         metrics,
     )?;
-    let tcp = if is_tcp {
+    let tcp = if is_tcp || !l.tcp_routes.is_empty() {
         Some(transport::tcp_routes(
             l,
             path,
@@ -378,6 +388,11 @@ fn compile_listener(
         vhosts.push(host, &domains);
     }
 
+    if let Some(t) = transparent.as_mut()
+        && !is_tcp
+    {
+        t.http_ports = http_ports(&l.virtual_hosts);
+    }
     Ok(ListenerSpec {
         name: l.name.clone(),
         address,
@@ -385,6 +400,7 @@ fn compile_listener(
             name: l.name.clone(),
             vhosts,
             tcp,
+            http: !is_tcp,
             tls,
             transparent,
             request_timeout,
@@ -392,6 +408,33 @@ fn compile_listener(
             access_log,
             metrics: metrics.listener(&l.name),
         }),
+    })
+}
+
+/// The ports a transparent HTTP listener's virtual hosts name, or `None` when some domain names
+/// none (it then matches requests on every port, so every port is HTTP).
+fn http_ports(vhosts: &[v1::VirtualHost]) -> Option<Box<[u16]>> {
+    let mut ports = Vec::new();
+    for d in vhosts.iter().flat_map(|vh| &vh.domains) {
+        let port = d.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok());
+        match port {
+            Some(p) => ports.push(p),
+            // A bare name is also reached on its service's first port, which the agent always
+            // names too (`svc` and `svc:8080`); a standalone table's bare name or `*` is any port.
+            None if vhosts_name_port_for(vhosts, d) => {}
+            None => return None,
+        }
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    Some(ports.into_boxed_slice())
+}
+
+/// Whether `bare` (a domain without a port) also appears with a port in some virtual host.
+fn vhosts_name_port_for(vhosts: &[v1::VirtualHost], bare: &str) -> bool {
+    vhosts.iter().flat_map(|vh| &vh.domains).any(|d| {
+        d.rsplit_once(':')
+            .is_some_and(|(host, p)| host == bare && p.parse::<u16>().is_ok())
     })
 }
 

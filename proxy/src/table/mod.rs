@@ -43,8 +43,13 @@ pub struct ListenerSpec {
 pub struct ListenerTable {
     pub name: String,
     pub vhosts: VirtualHosts,
-    /// TCP listeners: routes by destination port (then the virtual hosts are empty).
+    /// TCP routes by destination port. On a TCP listener they take every connection (and the
+    /// virtual hosts are empty); on a transparent HTTP listener (App Mesh's egress, where one
+    /// redirected port carries both kinds) they take the connections whose original destination
+    /// port they name, and HTTP takes the rest.
     pub tcp: Option<TcpRoutes>,
+    /// Whether the listener speaks HTTP (else every connection is TCP-proxied).
+    pub http: bool,
     /// TLS termination, when the listener's mode is STRICT or PERMISSIVE.
     pub tls: Option<ServerTls>,
     /// Transparent mode (`original_dst`): routes see the destination the client dialled.
@@ -86,8 +91,15 @@ impl Default for Limits {
 pub struct Transparent {
     /// ALLOW_ALL: requests for no known service go to the destination the client dialled.
     pub http_passthrough: Option<Route>,
-    /// ALLOW_ALL on a TCP listener: connections for no TCP route go to their original destination.
+    /// ALLOW_ALL: connections for no TCP route (on an HTTP listener: to a port no virtual host
+    /// names) go to their original destination as TCP.
     pub tcp_passthrough: Option<TcpRoute>,
+    /// On an HTTP listener, the ports its virtual hosts name (`svc:8080`): a connection to any
+    /// other port is not for a known HTTP service, so it is not parsed as HTTP (a server-first
+    /// protocol such as MySQL would hang) but follows the egress filter as TCP, as App Mesh's
+    /// egress does with its per-port filter chains. `None` when a domain names no port (`*`,
+    /// `example.com`): then every port is HTTP.
+    pub http_ports: Option<Box<[u16]>>,
     /// Requests and connections refused by DROP_ALL.
     pub dropped: prometheus::IntCounter,
 }

@@ -221,48 +221,53 @@ pub fn transparent(
         return Ok(Some(Transparent {
             http_passthrough: None,
             tcp_passthrough: None,
+            http_ports: None,
             dropped,
         }));
     }
-    let name = format!("passthrough-{}", l.name);
-    let settings = ClusterSettings {
-        protocol: if tcp {
-            UpstreamProtocol::Tcp
-        } else {
-            UpstreamProtocol::Http1
-        },
-        lb: LbPolicy::RoundRobin,
-        connect_timeout: Some(Duration::from_secs(5)),
-        idle_timeout: Duration::from_secs(60),
-        outlier: None,
-        health: None,
-        breakers: None,
-        tls: None,
-        original_dst: true,
+    let passthrough = |name: String, protocol: UpstreamProtocol| {
+        let settings = ClusterSettings {
+            protocol,
+            lb: LbPolicy::RoundRobin,
+            connect_timeout: Some(Duration::from_secs(5)),
+            idle_timeout: Duration::from_secs(60),
+            outlier: None,
+            health: None,
+            breakers: None,
+            tls: None,
+            original_dst: true,
+        };
+        let definition = v1::Cluster {
+            name: name.clone(),
+            ..Default::default()
+        };
+        let cluster = Arc::new(Cluster::new(definition, settings, metrics.cluster(&name)));
+        WeightedTargets::new(vec![(cluster, 1)]).map_or_else(|| err(path, "passthrough"), Ok)
     };
-    let definition = v1::Cluster {
-        name: name.clone(),
-        ..Default::default()
-    };
-    let cluster = Arc::new(Cluster::new(definition, settings, metrics.cluster(&name)));
-    let targets = || {
-        WeightedTargets::new(vec![(Arc::clone(&cluster), 1)])
-            .map_or_else(|| err(path, "passthrough"), Ok)
+    // Both kinds on an HTTP listener: its ports that no virtual host names carry TCP.
+    let tcp_passthrough = TcpRoute {
+        name: "passthrough".into(),
+        port: None,
+        targets: passthrough(
+            if tcp {
+                format!("passthrough-{}", l.name)
+            } else {
+                format!("passthrough-tcp-{}", l.name)
+            },
+            UpstreamProtocol::Tcp,
+        )?,
+        idle: listener_idle,
+        connections: metrics.tcp_route(&l.name, "passthrough"),
     };
     if tcp {
-        let route = TcpRoute {
-            name: "passthrough".into(),
-            port: None,
-            targets: targets()?,
-            idle: listener_idle,
-            connections: metrics.tcp_route(&l.name, "passthrough"),
-        };
         return Ok(Some(Transparent {
             http_passthrough: None,
-            tcp_passthrough: Some(route),
+            tcp_passthrough: Some(tcp_passthrough),
+            http_ports: None,
             dropped,
         }));
     }
+    let targets = passthrough(format!("passthrough-{}", l.name), UpstreamProtocol::Http1)?;
     let route = Route {
         name: "passthrough".into(),
         path: PathMatch::Any,
@@ -272,7 +277,7 @@ pub fn transparent(
         query: Box::new([]),
         port: None,
         action: RouteAction {
-            targets: targets()?,
+            targets,
             retry: None,
             stream_idle: None,
             request_timeout,
@@ -282,7 +287,8 @@ pub fn transparent(
     };
     Ok(Some(Transparent {
         http_passthrough: Some(route),
-        tcp_passthrough: None,
+        tcp_passthrough: Some(tcp_passthrough),
+        http_ports: None,
         dropped,
     }))
 }
