@@ -205,6 +205,9 @@ fn identities_may_be_written_as_app_mesh_arns() {
         Identity::parse("arn:aws:appmesh:eu-west-1:111122223333:mesh/color-mesh/virtualNode/front")
             .unwrap();
     assert_eq!(id.to_string(), "color-mesh/virtualNode/front");
+    // APPMESH_VIRTUAL_NODE_NAME's form, from App Mesh's older images.
+    let old_form = Identity::parse("mesh/color-mesh/virtualNode/front").unwrap();
+    assert_eq!(old_form.to_string(), "color-mesh/virtualNode/front");
     assert!(Identity::parse("color-mesh/front").is_err());
     let model = store::load_dir(&root().join("../examples/mesh/resources")).unwrap();
     let e = compile::compile(

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod resilience;
 pub mod route;
 pub mod server;
+pub mod sidecar_env;
 pub mod table;
 pub mod tcp;
 pub mod tls;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use ferry_proxy::sidecar_env::SidecarEnv;
 use ferry_proxy::{admin, agent_client, config, demo, server::Proxy};
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt, reload, util::SubscriberInitExt};
 
@@ -31,21 +32,23 @@ struct RunArgs {
     /// Routing table file (YAML, or JSON when it ends in .json); watched and hot-swapped.
     #[arg(long, env = "FERRY_CONFIG")]
     config: Option<PathBuf>,
-    /// Admin server address.
-    #[arg(long, env = "FERRY_ADMIN_ADDR", default_value = "127.0.0.1:9901")]
-    admin_addr: SocketAddr,
+    /// Admin server address [default: 127.0.0.1:9901; 0.0.0.0:$ENVOY_ADMIN_ACCESS_PORT when set].
+    #[arg(long, env = "FERRY_ADMIN_ADDR")]
+    admin_addr: Option<SocketAddr>,
     /// Write the admin server's bound address to this file (useful with port 0).
     #[arg(long)]
     admin_address_path: Option<PathBuf>,
-    /// Worker threads (default: the number of cores).
+    /// Worker threads [default: $ENVOY_CONCURRENCY, else the number of cores].
     #[arg(long, env = "FERRY_CONCURRENCY")]
     concurrency: Option<usize>,
-    /// Log filter: trace, debug, info, warn, error, off, or a tracing directive list.
-    #[arg(long, env = "FERRY_LOG_LEVEL", default_value = "info")]
-    log_level: String,
-    /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
-    #[arg(long, env = "FERRY_DRAIN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
-    drain_timeout: Duration,
+    /// Log filter: trace, debug, info, warn, error, off, or a tracing directive list
+    /// [default: $ENVOY_LOG_LEVEL, else info].
+    #[arg(long, env = "FERRY_LOG_LEVEL")]
+    log_level: Option<String>,
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT
+    /// [default: $LISTENER_DRAIN_WAIT_TIME_S seconds, else 20s].
+    #[arg(long, env = "FERRY_DRAIN_TIMEOUT", value_parser = humantime::parse_duration)]
+    drain_timeout: Option<Duration>,
     /// DNS servers for DNS-discovered clusters, "ip[:port]" comma-separated (port 53 when omitted).
     /// Wins over the table's dns.servers; default: the system's /etc/resolv.conf.
     #[arg(long, env = "FERRY_DNS_RESOLVER", value_delimiter = ',', value_parser = dns_server, value_name = "ADDR[,ADDR]")]
@@ -53,34 +56,25 @@ struct RunArgs {
     /// Check the config file (parse, validate, compile) and exit.
     #[arg(long)]
     validate: bool,
-    /// Follow ferry-agent at this gRPC URL (http://host:port) instead of a config file.
+    /// Follow ferry-agent at this gRPC URL (http://host:port) instead of a config file
+    /// [default: $FERRY_AGENT_URL when no --config is given].
     #[arg(long, env = "FERRY_AGENT", conflicts_with_all = ["config", "validate"], value_name = "URL")]
     agent: Option<String>,
     /// This proxy's identity for the agent: MESH/virtualNode/NAME or MESH/virtualGateway/NAME
-    /// (or the resource's ARN). Default: $APPMESH_RESOURCE_ARN.
+    /// (or the resource's ARN) [default: $APPMESH_RESOURCE_ARN, else $APPMESH_VIRTUAL_NODE_NAME].
     #[arg(long, env = "FERRY_NODE", value_name = "ID")]
     node: Option<String>,
     /// Keep the last table accepted from the agent here, and serve it at start while the agent
     /// cannot be reached.
-    #[arg(long, env = "FERRY_STATE_DIR", requires = "agent", value_name = "DIR")]
+    #[arg(long, env = "FERRY_STATE_DIR", value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Port of the agent's inbound listener (App Mesh's 15000). Default:
     /// $APPMESH_ENVOY_INGRESS_PORT, else the agent's.
-    #[arg(
-        long,
-        env = "FERRY_INGRESS_PORT",
-        requires = "agent",
-        value_name = "PORT"
-    )]
+    #[arg(long, env = "FERRY_INGRESS_PORT", value_name = "PORT")]
     ingress_port: Option<u16>,
     /// Port of the agent's outbound listener (App Mesh's 15001). Default:
     /// $APPMESH_ENVOY_EGRESS_PORT, else the agent's.
-    #[arg(
-        long,
-        env = "FERRY_EGRESS_PORT",
-        requires = "agent",
-        value_name = "PORT"
-    )]
+    #[arg(long, env = "FERRY_EGRESS_PORT", value_name = "PORT")]
     egress_port: Option<u16>,
 }
 
@@ -103,19 +97,50 @@ enum Command {
     InitIptables(ferry_proxy::iptables::InterceptArgs),
 }
 
+impl RunArgs {
+    /// App Mesh's image environment fills what neither a flag nor a FERRY_* variable set.
+    fn apply_sidecar_env(&mut self, env: SidecarEnv) {
+        self.log_level = self.log_level.take().or(env.log_level);
+        self.admin_addr = self.admin_addr.or(env.admin_addr);
+        self.concurrency = self.concurrency.or(env.concurrency);
+        self.drain_timeout = self.drain_timeout.or(env.drain_timeout);
+        if self.config.is_none() && !self.validate {
+            self.agent = self.agent.take().or(env.agent_url);
+        }
+        self.node = self.node.take().or(env.node);
+    }
+
+    fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9901)))
+    }
+
+    fn drain_timeout(&self) -> Duration {
+        self.drain_timeout.unwrap_or(Duration::from_secs(20))
+    }
+}
+
 fn dns_server(s: &str) -> Result<SocketAddr, String> {
     ferry_proxy::discovery::settings::parse_server(s)
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     // Interception setup needs no runtime and no logging: it runs iptables and exits.
     if let Some(Command::InitIptables(args)) = &cli.command {
         return ferry_proxy::iptables::run(args);
     }
+    if cli.command.is_none() {
+        let env = SidecarEnv::from_process().context("App Mesh environment")?;
+        cli.run.apply_sidecar_env(env);
+    }
     let level = match &cli.command {
         Some(Command::Demo { .. } | Command::InitIptables(_)) => "info".to_owned(),
-        None => cli.run.log_level.clone(),
+        None => cli
+            .run
+            .log_level
+            .clone()
+            .unwrap_or_else(|| "info".to_owned()),
     };
     let filter =
         EnvFilter::try_new(&level).with_context(|| format!("invalid --log-level {level:?}"))?;
@@ -124,6 +149,14 @@ fn main() -> anyhow::Result<()> {
         .with(filter)
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .init();
+    if cli.command.is_none() {
+        for name in ferry_proxy::sidecar_env::ignored_variables() {
+            tracing::warn!(
+                variable = name,
+                "App Mesh setting not supported by ferry-proxy: ignored"
+            );
+        }
+    }
     let set_level: admin::SetLogLevel = Arc::new(move |l: &str| {
         let f = EnvFilter::try_new(l).map_err(|e| format!("invalid level {l:?}: {e}"))?;
         reload_handle.reload(f).map_err(|e| e.to_string())
@@ -156,6 +189,16 @@ async fn run(args: RunArgs, set_level: admin::SetLogLevel) -> anyhow::Result<()>
     if let Some(url) = args.agent.clone() {
         return run_agent(args, url, set_level).await;
     }
+    // Checked here rather than by clap: the agent may come from $FERRY_AGENT_URL.
+    for (given, flag) in [
+        (args.state_dir.is_some(), "--state-dir"),
+        (args.ingress_port.is_some(), "--ingress-port"),
+        (args.egress_port.is_some(), "--egress-port"),
+    ] {
+        if given {
+            bail!("{flag} only applies with --agent URL (or FERRY_AGENT_URL)");
+        }
+    }
     let Some(config_path) = args.config.clone() else {
         bail!("--config FILE or --agent URL is required (or try `ferry-proxy demo`)");
     };
@@ -169,9 +212,9 @@ async fn run(args: RunArgs, set_level: admin::SetLogLevel) -> anyhow::Result<()>
         return Ok(());
     }
     tracing::info!(file = %config_path.display(), %version, "routing table loaded");
-    let admin_addr = admin::spawn(args.admin_addr, Arc::clone(&proxy), set_level)
+    let admin_addr = admin::spawn(args.admin_addr(), Arc::clone(&proxy), set_level)
         .await
-        .with_context(|| format!("cannot start the admin server on {}", args.admin_addr))?;
+        .with_context(|| format!("cannot start the admin server on {}", args.admin_addr()))?;
     tracing::info!(address = %admin_addr, "admin server listening");
     if let Some(p) = &args.admin_address_path {
         std::fs::write(p, admin_addr.to_string())
@@ -180,7 +223,7 @@ async fn run(args: RunArgs, set_level: admin::SetLogLevel) -> anyhow::Result<()>
     let _watcher = config::watch(Arc::clone(&proxy), config_path.clone())
         .with_context(|| format!("cannot watch {}", config_path.display()))?;
     wait_for_shutdown(&proxy).await?;
-    shutdown(&proxy, args.drain_timeout).await;
+    shutdown(&proxy, args.drain_timeout()).await;
     Ok(())
 }
 
@@ -190,11 +233,9 @@ async fn run_agent(
     url: String,
     set_level: admin::SetLogLevel,
 ) -> anyhow::Result<()> {
-    let node = args
-        .node
-        .clone()
-        .or_else(|| std::env::var("APPMESH_RESOURCE_ARN").ok())
-        .context("--node ID is required with --agent (MESH/virtualNode/NAME or MESH/virtualGateway/NAME)")?;
+    let node = args.node.clone().context(
+        "--node ID (or APPMESH_RESOURCE_ARN) is required with --agent: MESH/virtualNode/NAME or MESH/virtualGateway/NAME",
+    )?;
     let env_port = |name: &str| -> anyhow::Result<Option<u16>> {
         match std::env::var(name) {
             Ok(v) => Ok(Some(
@@ -224,9 +265,9 @@ async fn run_agent(
     };
     let proxy = Arc::new(Proxy::with_dns_servers(args.dns_resolver.clone()));
     agent_client::load_state(&proxy, &cfg).await;
-    let admin_addr = admin::spawn(args.admin_addr, Arc::clone(&proxy), set_level)
+    let admin_addr = admin::spawn(args.admin_addr(), Arc::clone(&proxy), set_level)
         .await
-        .with_context(|| format!("cannot start the admin server on {}", args.admin_addr))?;
+        .with_context(|| format!("cannot start the admin server on {}", args.admin_addr()))?;
     tracing::info!(address = %admin_addr, agent = %cfg.url, node = %cfg.node, "admin server listening; following the agent");
     if let Some(p) = &args.admin_address_path {
         std::fs::write(p, admin_addr.to_string())
@@ -235,7 +276,7 @@ async fn run_agent(
     let follower = agent_client::spawn(Arc::clone(&proxy), cfg);
     wait_for_shutdown(&proxy).await?;
     follower.abort();
-    shutdown(&proxy, args.drain_timeout).await;
+    shutdown(&proxy, args.drain_timeout()).await;
     Ok(())
 }
 

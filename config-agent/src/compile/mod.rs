@@ -69,7 +69,12 @@ impl Identity {
                 .ok_or_else(|| format!("{s:?}: an App Mesh ARN has \":mesh/MESH/...\""))?,
             None => s,
         };
-        let parts: Vec<&str> = rest.split('/').collect();
+        let mut parts: Vec<&str> = rest.split('/').collect();
+        // App Mesh's older images name the node `mesh/MESH/virtualNode/NAME`
+        // (APPMESH_VIRTUAL_NODE_NAME).
+        if parts.len() == 4 && parts[0] == "mesh" {
+            parts.remove(0);
+        }
         match parts.as_slice() {
             [mesh, "virtualNode", name] if !mesh.is_empty() && !name.is_empty() => {
                 Ok(Identity::Node {
