@@ -14,7 +14,7 @@ use crate::cluster::{self, ActiveRequest, Endpoint};
 use crate::flags::ResponseFlags;
 use crate::http::{ConnActivity, ConnInfo, Tracked};
 use crate::route::WeightedTargets;
-use crate::table::ListenerTable;
+use crate::table::{ListenerTable, Transparent};
 use crate::tls::ServerStream;
 
 /// Copy buffer per direction: large enough that bulk transfers make few syscalls.
@@ -52,6 +52,24 @@ pub struct ByteCounters {
 }
 
 /// Proxies one accepted connection to its route's cluster until either side is done.
+/// How long DROP_ALL waits for a TLS ClientHello whose server name might be an allowed host.
+const SNI_WAIT: Duration = Duration::from_secs(5);
+
+/// The mesh egress filter for a connection to no known service: ALLOW_ALL passes it through;
+/// DROP_ALL only when its TLS server name is an allowed host (App Mesh lets `*.amazonaws.com`
+/// through), read from the ClientHello without consuming it.
+async fn egress_passthrough<'t>(t: &'t Transparent, client: &ServerStream) -> Option<&'t TcpRoute> {
+    let passthrough = t.tcp_passthrough.as_ref()?;
+    if t.allow_all {
+        return Some(passthrough);
+    }
+    let ServerStream::Plain(stream) = client else {
+        return None;
+    };
+    let name = crate::tls::sni::peek_server_name(stream, SNI_WAIT).await?;
+    t.allows_host(&name).then_some(passthrough)
+}
+
 pub async fn proxy(table: Arc<ListenerTable>, client: ServerStream, conn: ConnInfo) {
     let start = Instant::now();
     let started_at = SystemTime::now();
@@ -59,14 +77,16 @@ pub async fn proxy(table: Arc<ListenerTable>, client: ServerStream, conn: ConnIn
     let route = match (found, table.transparent.as_ref()) {
         (Some(r), _) => r,
         // A destination the table does not know: the mesh egress filter decides.
-        (None, Some(t)) if conn.original_dst.is_some() => match &t.tcp_passthrough {
-            Some(passthrough) => passthrough,
-            None => {
-                t.dropped.inc();
-                tracing::debug!(listener = %table.name, dst = ?conn.original_dst, "egress filter DROP_ALL: closing");
-                return;
+        (None, Some(t)) if conn.original_dst.is_some() => {
+            match egress_passthrough(t, &client).await {
+                Some(passthrough) => passthrough,
+                None => {
+                    t.dropped.inc();
+                    tracing::debug!(listener = %table.name, dst = ?conn.original_dst, "egress filter DROP_ALL: closing");
+                    return;
+                }
             }
-        },
+        }
         _ => {
             tracing::debug!(listener = %table.name, port = conn.port, "no TCP route for this port; closing");
             table.metrics.no_route.record(404);

@@ -209,3 +209,35 @@ fn tcp_routes_on_an_http_listener_need_original_destinations_and_ports() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn allowed_hosts_are_drop_alls_exceptions_written_as_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let with = |policy: &str, hosts: &str| {
+        VALID.replace(
+            "    address: 127.0.0.1:0",
+            &format!("    address: 127.0.0.1:0\n    originalDst: true\n    egressPolicy: {policy}\n    egressAllowedHosts: {hosts}"),
+        )
+    };
+    let stderr = refused_by_validate(
+        &dir,
+        "allow-all.yaml",
+        &with("ALLOW_ALL", "['*.amazonaws.com']"),
+    );
+    assert!(
+        stderr
+            .contains("listeners[0].egressAllowedHosts: ALLOW_ALL lets every host through already"),
+        "{stderr}"
+    );
+    let stderr = refused_by_validate(
+        &dir,
+        "port.yaml",
+        &with("DROP_ALL", "['*.amazonaws.com', 'api.example.com:443']"),
+    );
+    assert!(
+        stderr.contains(
+            "listeners[0].egressAllowedHosts[1]: \"api.example.com:443\" is not a host name"
+        ),
+        "{stderr}"
+    );
+}

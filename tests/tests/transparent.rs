@@ -224,6 +224,7 @@ fn egress_table(policy: &str) -> String {
     address: 0.0.0.0:15001
     originalDst: true
     egressPolicy: {policy}
+    egressAllowedHosts: ["*.amazonaws.com"]
     virtualHosts:
       - name: color
         domains: ["color.mesh.local:8080"]
@@ -253,7 +254,7 @@ fn http_egress_is_intercepted_routed_split_and_filtered() {
         &client,
         "198.51.100.1",
         &server,
-        &["198.51.100.2", "198.51.100.3"],
+        &["198.51.100.2", "198.51.100.3", "198.51.100.4"],
     );
     start_upstreams(
         &mut server,
@@ -271,6 +272,13 @@ fn http_egress_is_intercepted_routed_split_and_filtered() {
             "--http",
             "198.51.100.3:8080",
             "ignored-ip",
+            // Stand-ins for AWS's APIs, which App Mesh's DROP_ALL lets through.
+            "--http",
+            "198.51.100.4:8080",
+            "aws-http",
+            "--tcp",
+            "198.51.100.4:443",
+            "aws-tls",
         ],
     );
     init_iptables(
@@ -331,6 +339,34 @@ fn http_egress_is_intercepted_routed_split_and_filtered() {
         metrics.contains("ferry_egress_dropped_total{listener=\"egress\"} 2"),
         "{metrics}"
     );
+
+    // DROP_ALL's exceptions (App Mesh lets *.amazonaws.com through): by Host for HTTP, by the TLS
+    // server name (read from the ClientHello, which still reaches the upstream) otherwise.
+    let aws = client.curl(&[
+        "--resolve",
+        "sts.amazonaws.com:8080:198.51.100.4",
+        "http://sts.amazonaws.com:8080/",
+    ]);
+    assert!(
+        aws.contains("\"upstream\":\"aws-http\"") && aws.contains("x-forwarded-for"),
+        "{aws}"
+    );
+    let tls = |name: &str| {
+        let resolve = format!("{name}:443:198.51.100.4");
+        let url = format!("https://{name}/");
+        // The stand-in is not a TLS server (it sends a banner): what matters is whether the
+        // connection was passed through or closed, which the counters say.
+        client.curl(&["-k", "--resolve", &resolve, &url])
+    };
+    tls("s3.us-west-2.amazonaws.com");
+    tls("amazonaws.com.evil.example");
+    let metrics = client.curl(&["http://127.0.0.1:9901/stats/prometheus"]);
+    for series in [
+        "ferry_tcp_connections_total{listener=\"egress\",route=\"passthrough\"} 1",
+        "ferry_egress_dropped_total{listener=\"egress\"} 3",
+    ] {
+        assert!(metrics.contains(series), "{series} in {metrics}");
+    }
 
     // Explicit mode: the egress listener also answers connections made to it directly, by Host.
     let explicit = client.curl(&[

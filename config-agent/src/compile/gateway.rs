@@ -94,6 +94,7 @@ pub(crate) fn listeners(cx: &mut Cx<'_>, gw: &Res<VirtualGatewaySpec>) -> Vec<v1
             virtual_hosts: virtual_hosts(compiled),
             tcp_routes: Vec::new(),
             egress_policy: 0,
+            egress_allowed_hosts: Vec::new(),
         });
     }
     // The second hop: the target virtual services, routed as from a virtual node.
@@ -131,6 +132,7 @@ pub(crate) fn listeners(cx: &mut Cx<'_>, gw: &Res<VirtualGatewaySpec>) -> Vec<v1
         virtual_hosts: ob.virtual_hosts,
         tcp_routes: Vec::new(),
         egress_policy: 0,
+        egress_allowed_hosts: Vec::new(),
     });
     out
 }

@@ -146,6 +146,7 @@ fn ingress(
         virtual_hosts,
         tcp_routes,
         egress_policy: 0,
+        egress_allowed_hosts: Vec::new(),
     }
 }
 
@@ -278,5 +279,11 @@ fn egress(
         } else {
             v1::listener::EgressPolicy::DropAll
         } as i32,
+        // App Mesh's DROP_ALL still lets the app reach AWS's APIs (its `..._amazonaws` cluster).
+        egress_allowed_hosts: if allow_all {
+            Vec::new()
+        } else {
+            vec!["*.amazonaws.com".to_owned()]
+        },
     }
 }

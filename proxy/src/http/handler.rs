@@ -119,7 +119,7 @@ pub async fn handle(
     let (route_index, route) = match (matched, table.transparent.as_ref(), conn.original_dst) {
         (Some(m), _, _) => m,
         // A destination the table does not know: the mesh egress filter decides.
-        (None, Some(transparent), Some(dst)) => match &transparent.http_passthrough {
+        (None, Some(transparent), Some(dst)) => match transparent.http_route_for(authority) {
             Some(passthrough) => (None, passthrough),
             None => {
                 transparent.dropped.inc();

@@ -12,7 +12,7 @@ use http::{HeaderMap, Method};
 
 pub use matcher::{HeaderMatcher, PathMatch, QueryMatcher, StringMatch, full_match_regex};
 pub use path::normalize_path;
-pub use vhost::{VirtualHost, VirtualHosts};
+pub use vhost::{VirtualHost, VirtualHosts, host_without_port};
 pub use weighted::WeightedTargets;
 
 use crate::metrics::RouteMetrics;

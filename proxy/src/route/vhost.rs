@@ -68,6 +68,11 @@ impl VirtualHosts {
     }
 }
 
+/// An authority's host: "host:port" -> "host"; "[::1]:80" -> "[::1]"; "host" -> "host".
+pub fn host_without_port(authority: &str) -> &str {
+    strip_port(authority).unwrap_or(authority)
+}
+
 /// "host:port" -> Some("host"); "[::1]:80" -> Some("[::1]"); no port -> None.
 fn strip_port(authority: &str) -> Option<&str> {
     let colon = authority.rfind(':')?;

@@ -89,7 +89,11 @@ impl Default for Limits {
 
 /// What a transparent listener does with traffic for no known service (the mesh egress filter).
 pub struct Transparent {
-    /// ALLOW_ALL: requests for no known service go to the destination the client dialled.
+    /// ALLOW_ALL: everything for no known service passes through; else only `allowed_hosts`.
+    pub allow_all: bool,
+    /// DROP_ALL's exceptions (`egressAllowedHosts`), lowercased: exact names or `*.suffix`.
+    pub allowed_hosts: Box<[String]>,
+    /// Requests for no known service that may pass go to the destination the client dialled.
     pub http_passthrough: Option<Route>,
     /// ALLOW_ALL: connections for no TCP route (on an HTTP listener: to a port no virtual host
     /// names) go to their original destination as TCP.
@@ -102,6 +106,59 @@ pub struct Transparent {
     pub http_ports: Option<Box<[u16]>>,
     /// Requests and connections refused by DROP_ALL.
     pub dropped: prometheus::IntCounter,
+}
+
+impl Transparent {
+    /// Whether DROP_ALL's exceptions let `host` (a Host without its port, or a TLS server name)
+    /// through.
+    pub fn allows_host(&self, host: &str) -> bool {
+        self.allowed_hosts.iter().any(|p| host_matches(p, host))
+    }
+
+    /// Where a request for no known service goes: through, to the destination the client
+    /// dialled, when the policy lets its Host pass; `None` when the policy drops it.
+    pub fn http_route_for(&self, authority: &str) -> Option<&Route> {
+        let host = crate::route::host_without_port(authority);
+        if self.allow_all || self.allows_host(host) {
+            self.http_passthrough.as_ref()
+        } else {
+            None
+        }
+    }
+}
+
+/// Whether `host` is `pattern`: an exact name, or `*.suffix` for any name under the suffix (not the
+/// bare suffix), ignoring case and a trailing dot.
+fn host_matches(pattern: &str, host: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    match pattern.strip_prefix('*') {
+        Some(suffix) => {
+            host.len() > suffix.len()
+                && host
+                    .get(host.len() - suffix.len()..)
+                    .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
+        }
+        None => host.eq_ignore_ascii_case(pattern),
+    }
+}
+
+#[cfg(test)]
+mod egress_tests {
+    use super::host_matches;
+
+    #[test]
+    fn allowed_host_patterns() {
+        assert!(host_matches(
+            "*.amazonaws.com",
+            "s3.us-west-2.amazonaws.com"
+        ));
+        assert!(host_matches("*.amazonaws.com", "STS.AmazonAWS.com."));
+        assert!(!host_matches("*.amazonaws.com", "amazonaws.com"));
+        assert!(!host_matches("*.amazonaws.com", "evilamazonaws.com"));
+        assert!(!host_matches("*.amazonaws.com", "s3.amazonaws.com.evil.io"));
+        assert!(host_matches("api.example.com", "API.example.com"));
+        assert!(!host_matches("api.example.com", "x.api.example.com"));
+    }
 }
 
 pub struct AccessLogger {

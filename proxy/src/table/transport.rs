@@ -208,6 +208,12 @@ pub fn transparent(
 ) -> Result<Option<Transparent>, CompileError> {
     use v1::listener::EgressPolicy as E;
     if !l.original_dst {
+        if !l.egress_allowed_hosts.is_empty() {
+            return err(
+                format!("{path}.egressAllowedHosts"),
+                "allowed hosts need originalDst: true (they are exceptions to the egress policy)",
+            );
+        }
         if l.egress_policy() != E::Unspecified {
             return err(
                 format!("{path}.egressPolicy"),
@@ -217,14 +223,39 @@ pub fn transparent(
         return Ok(None);
     }
     let dropped = metrics.egress_dropped(&l.name);
-    if l.egress_policy() != E::AllowAll {
+    let allow_all = l.egress_policy() == E::AllowAll;
+    if allow_all && !l.egress_allowed_hosts.is_empty() {
+        return err(
+            format!("{path}.egressAllowedHosts"),
+            "ALLOW_ALL lets every host through already: allowed hosts are DROP_ALL's exceptions",
+        );
+    }
+    let mut allowed_hosts = Vec::with_capacity(l.egress_allowed_hosts.len());
+    for (i, h) in l.egress_allowed_hosts.iter().enumerate() {
+        let name = h.strip_prefix("*.").unwrap_or(h);
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            return err(
+                format!("{path}.egressAllowedHosts[{i}]"),
+                format!("{h:?} is not a host name or \"*.suffix\" (no port, no other wildcard)"),
+            );
+        }
+        allowed_hosts.push(h.to_ascii_lowercase());
+    }
+    if !allow_all && allowed_hosts.is_empty() {
         return Ok(Some(Transparent {
+            allow_all,
+            allowed_hosts: Box::new([]),
             http_passthrough: None,
             tcp_passthrough: None,
             http_ports: None,
             dropped,
         }));
     }
+    let allowed_hosts = allowed_hosts.into_boxed_slice();
     let passthrough = |name: String, protocol: UpstreamProtocol| {
         let settings = ClusterSettings {
             protocol,
@@ -261,6 +292,8 @@ pub fn transparent(
     };
     if tcp {
         return Ok(Some(Transparent {
+            allow_all,
+            allowed_hosts,
             http_passthrough: None,
             tcp_passthrough: Some(tcp_passthrough),
             http_ports: None,
@@ -286,6 +319,8 @@ pub fn transparent(
         metrics: metrics.route(&l.name, "passthrough"),
     };
     Ok(Some(Transparent {
+        allow_all,
+        allowed_hosts,
         http_passthrough: Some(route),
         tcp_passthrough: Some(tcp_passthrough),
         http_ports: None,

@@ -8,6 +8,7 @@ pub mod certs;
 pub mod client;
 pub mod reload;
 pub mod server;
+pub mod sni;
 mod stream;
 
 use std::sync::Arc;
