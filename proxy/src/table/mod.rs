@@ -142,6 +142,19 @@ fn host_matches(pattern: &str, host: &str) -> bool {
     }
 }
 
+pub struct AccessLogger {
+    pub format: Format,
+    pub sink: Arc<AccessLogSink>,
+    pub path: String,
+}
+
+impl AccessLogger {
+    /// The request headers the format asks for, captured when a request arrives.
+    pub fn request_headers(&self) -> &[HeaderName] {
+        self.format.request_headers()
+    }
+}
+
 #[cfg(test)]
 mod egress_tests {
     use super::host_matches;
@@ -158,18 +171,5 @@ mod egress_tests {
         assert!(!host_matches("*.amazonaws.com", "s3.amazonaws.com.evil.io"));
         assert!(host_matches("api.example.com", "API.example.com"));
         assert!(!host_matches("api.example.com", "x.api.example.com"));
-    }
-}
-
-pub struct AccessLogger {
-    pub format: Format,
-    pub sink: Arc<AccessLogSink>,
-    pub path: String,
-}
-
-impl AccessLogger {
-    /// The request headers the format asks for, captured when a request arrives.
-    pub fn request_headers(&self) -> &[HeaderName] {
-        self.format.request_headers()
     }
 }
