@@ -61,7 +61,7 @@ struct RunArgs {
         long,
         env = "ENABLE_ENVOY_STATS_TAGS",
         action = clap::ArgAction::Set,
-        value_parser = clap::builder::BoolishValueParser::new(),
+        value_parser = switch,
         default_value = "false",
         num_args = 0..=1,
         default_missing_value = "true",
@@ -119,6 +119,18 @@ enum Command {
     /// Write (or with --clean remove) App Mesh's iptables interception rules, as its init
     /// container does; takes App Mesh's environment names (APPMESH_IGNORE_UID, APPMESH_APP_PORTS...).
     InitIptables(ferry_proxy::iptables::InterceptArgs),
+}
+
+/// An on/off setting as App Mesh's environment spells it: `1`, `true`, `yes`, `on`; or `0`,
+/// `false`, `no`, `off`, or empty (an ECS task definition may set a variable to "").
+fn switch(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        other => Err(format!(
+            "{other:?} is not 1/0, true/false, yes/no or on/off"
+        )),
+    }
 }
 
 fn dns_server(s: &str) -> Result<SocketAddr, String> {
