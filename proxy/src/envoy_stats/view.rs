@@ -25,6 +25,24 @@ struct ListenerView {
     http: bool,
 }
 
+/// The listener protocol and port at the end of an App Mesh cluster name
+/// (`cds_egress_MESH_NODE_PROTOCOL_PORT`).
+fn appmesh_listener(stats_name: &str) -> Option<(&'static str, u16)> {
+    if !stats_name.starts_with("cds_") {
+        return None;
+    }
+    let (rest, port) = stats_name.rsplit_once('_')?;
+    let port = port.parse().ok()?;
+    let protocol = match rest.rsplit_once('_')?.1 {
+        "http" => "http",
+        "http2" => "http2",
+        "grpc" => "grpc",
+        "tcp" => "tcp",
+        _ => return None,
+    };
+    Some((protocol, port))
+}
+
 #[derive(Default)]
 pub struct StatsView {
     clusters: HashMap<String, ClusterView>,
@@ -77,6 +95,11 @@ impl StatsView {
             } else {
                 c.stats_name.clone()
             };
+            // App Mesh's names end in the listener's protocol and port, which is where its tag
+            // extraction reads them (a gateway's self_redirect cluster points at the egress
+            // listener, but is named after the gateway listener it serves).
+            let (protocol, port) = appmesh_listener(&c.stats_name)
+                .map_or((protocol, port), |(proto, p)| (proto, Some(p)));
             view.clusters.insert(
                 c.name.clone(),
                 ClusterView {
@@ -182,5 +205,25 @@ impl StatsView {
             return self.tags(l.protocol, l.port);
         }
         self.identity.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::appmesh_listener;
+
+    #[test]
+    fn listener_protocol_and_port_come_from_app_mesh_names() {
+        assert_eq!(
+            appmesh_listener("cds_egress_m_gw_self_redirect_http2_8443"),
+            Some(("http2", 8443))
+        );
+        assert_eq!(
+            appmesh_listener("cds_ingress_m_web_http_9080"),
+            Some(("http", 9080))
+        );
+        assert_eq!(appmesh_listener("api:8080"), None);
+        assert_eq!(appmesh_listener("cds_egress_m_web_quic_1"), None);
+        assert_eq!(appmesh_listener("cds_egress_m_web_http_x"), None);
     }
 }
