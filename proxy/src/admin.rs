@@ -126,14 +126,11 @@ async fn route(
                 "config_version": config_version,
             }))
         }
-        "/stats/prometheus" | "/metrics" => {
-            proxy.refresh_gauges().await;
-            reply(
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                proxy.metrics.encode(),
-            )
-        }
+        "/stats/prometheus" | "/metrics" => reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            proxy.stats_exposition().await,
+        ),
         "/config_dump" => match proxy.current() {
             Some(t) => {
                 let table = serde_json::to_value(&*t.source).unwrap_or_default();

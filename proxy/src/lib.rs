@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod discovery;
+pub mod envoy_stats;
 pub mod flags;
 pub mod http;
 pub mod iptables;

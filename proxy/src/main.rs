@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use ferry_proxy::envoy_stats::{StatsCompat, StatsSettings};
 use ferry_proxy::sidecar_env::SidecarEnv;
 use ferry_proxy::{admin, agent_client, config, demo, server::Proxy};
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt, reload, util::SubscriberInitExt};
@@ -53,6 +54,23 @@ struct RunArgs {
     /// Wins over the table's dns.servers; default: the system's /etc/resolv.conf.
     #[arg(long, env = "FERRY_DNS_RESOLVER", value_delimiter = ',', value_parser = dns_server, value_name = "ADDR[,ADDR]")]
     dns_resolver: Vec<SocketAddr>,
+    /// Also expose Envoy's metric names and labels on /stats/prometheus (`envoy`), or only
+    /// Envoy's (`envoy-only`); see README "Metrics".
+    #[arg(long, env = "FERRY_STATS_COMPAT", value_enum, default_value = "none")]
+    stats_compat: StatsCompat,
+    /// Add App Mesh's appmesh_* labels to every series: mesh, virtual node or gateway (from
+    /// --node / $APPMESH_RESOURCE_ARN, else the agent's table), listener protocol and port.
+    #[arg(
+        long,
+        env = "ENABLE_ENVOY_STATS_TAGS",
+        action = clap::ArgAction::Set,
+        value_parser = switch,
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    envoy_stats_tags: bool,
     /// Check the config file (parse, validate, compile) and exit.
     #[arg(long)]
     validate: bool,
@@ -117,6 +135,18 @@ impl RunArgs {
 
     fn drain_timeout(&self) -> Duration {
         self.drain_timeout.unwrap_or(Duration::from_secs(20))
+    }
+}
+
+/// An on/off setting as App Mesh's environment spells it: `1`, `true`, `yes`, `on`; or `0`,
+/// `false`, `no`, `off`, or empty (an ECS task definition may set a variable to "").
+fn switch(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        other => Err(format!(
+            "{other:?} is not 1/0, true/false, yes/no or on/off"
+        )),
     }
 }
 
@@ -202,7 +232,9 @@ async fn run(args: RunArgs, set_level: admin::SetLogLevel) -> anyhow::Result<()>
     let Some(config_path) = args.config.clone() else {
         bail!("--config FILE or --agent URL is required (or try `ferry-proxy demo`)");
     };
-    let proxy = Arc::new(Proxy::with_dns_servers(args.dns_resolver.clone()));
+    let proxy = Arc::new(
+        Proxy::with_dns_servers(args.dns_resolver.clone()).with_stats(stats_settings(&args)),
+    );
     let version = match config::apply_file(&proxy, &config_path).await {
         Ok(v) => v,
         Err(e) => bail!("invalid configuration: {e}"),
@@ -225,6 +257,16 @@ async fn run(args: RunArgs, set_level: admin::SetLogLevel) -> anyhow::Result<()>
     wait_for_shutdown(&proxy).await?;
     shutdown(&proxy, args.drain_timeout()).await;
     Ok(())
+}
+
+/// How /stats/prometheus names and labels series; the node identity feeds the appmesh_* labels.
+fn stats_settings(args: &RunArgs) -> StatsSettings {
+    StatsSettings {
+        compat: args.stats_compat,
+        tags: args.envoy_stats_tags,
+        // With App Mesh's environment applied (APPMESH_RESOURCE_ARN, APPMESH_VIRTUAL_NODE_NAME).
+        node: args.node.clone(),
+    }
 }
 
 /// Agent mode: tables come from ferry-agent over gRPC (see `agent_client`).
@@ -263,7 +305,9 @@ async fn run_agent(
             .map(|h| h.trim().to_owned())
             .unwrap_or_default(),
     };
-    let proxy = Arc::new(Proxy::with_dns_servers(args.dns_resolver.clone()));
+    let proxy = Arc::new(
+        Proxy::with_dns_servers(args.dns_resolver.clone()).with_stats(stats_settings(&args)),
+    );
     agent_client::load_state(&proxy, &cfg).await;
     let admin_addr = admin::spawn(args.admin_addr(), Arc::clone(&proxy), set_level)
         .await

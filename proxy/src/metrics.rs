@@ -6,10 +6,11 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-/// Latency buckets in seconds, from 0.5 ms to 60 s.
-const LATENCY_BUCKETS: &[f64] = &[
+/// Latency buckets in seconds, from 0.5 ms to 1 h. They hold every one of Envoy's default
+/// boundaries, so that `--stats-compat envoy` reads Envoy's millisecond buckets straight off them.
+pub const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-    60.0,
+    60.0, 300.0, 600.0, 1800.0, 3600.0,
 ];
 
 /// The status classes used as label values, index = status / 100 - 1.
@@ -63,6 +64,8 @@ pub struct Metrics {
     pub config_last_swap: IntGauge,
     pub live: IntGauge,
     pub uptime: IntGauge,
+    /// Refreshed at scrape time from /proc/self/status.
+    pub memory: IntGauge,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -125,10 +128,15 @@ impl Metrics {
         .unwrap_or_else(|e| unreachable!("{e}"));
         let uptime = IntGauge::new("ferry_server_uptime_seconds", "Seconds since start")
             .unwrap_or_else(|e| unreachable!("{e}"));
+        let memory = IntGauge::new(
+            "ferry_server_memory_anonymous_bytes",
+            "Anonymous resident memory of the process (RssAnon: the heap, including what the allocator keeps free, and stacks); refreshed at scrape time",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
         for c in [&config_swaps, &config_rejected] {
             register(&r, Box::new(c.clone()));
         }
-        for g in [&config_last_swap, &live, &uptime] {
+        for g in [&config_last_swap, &live, &uptime, &memory] {
             register(&r, Box::new(g.clone()));
         }
         Metrics {
@@ -177,7 +185,7 @@ impl Metrics {
             upstream_rq: counter_vec(
                 &r,
                 "ferry_http_upstream_requests_total",
-                "Responses received from upstreams, by cluster and status class",
+                "Tries sent upstream, by cluster and status class: the upstream's status, or 504 (try timed out) / 503 (no response) when the try got none",
                 &["cluster", "code_class"],
             ),
             upstream_rq_time: histogram_vec(
@@ -273,7 +281,7 @@ impl Metrics {
             upstream_bytes: counter_vec(
                 &r,
                 "ferry_upstream_bytes_total",
-                "Bytes of TCP-proxied connections, by direction (rx: from the upstream, tx: to it)",
+                "Bytes read from (rx) and written to (tx) upstream connections, TCP-proxied and HTTP (after TLS decryption)",
                 &["cluster", "direction"],
             ),
             tcp_connections: counter_vec(
@@ -317,6 +325,7 @@ impl Metrics {
             config_last_swap,
             live,
             uptime,
+            memory,
             registry: r,
         }
     }
@@ -328,11 +337,7 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn encode(&self) -> String {
-        let mut buf = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
-            tracing::error!("metrics encoding failed: {e}");
-        }
-        String::from_utf8(buf).unwrap_or_default()
+        encode_families(&self.registry.gather())
     }
 
     pub fn set_config_version(&self, version: &str) {
@@ -457,6 +462,11 @@ impl Metrics {
         for kind in ["pending", "requests"] {
             let _ = self.upstream_overflow.remove_label_values(&[cluster, kind]);
         }
+        for direction in ["rx", "tx"] {
+            let _ = self
+                .upstream_bytes
+                .remove_label_values(&[cluster, direction]);
+        }
         let _ = self
             .cluster_endpoints_healthy
             .remove_label_values(&[cluster]);
@@ -467,6 +477,30 @@ impl Metrics {
         let _ = self.upstream_cx_active.remove_label_values(&[cluster]);
         let _ = self.cluster_endpoints.remove_label_values(&[cluster]);
     }
+}
+
+/// `families` in the text exposition format.
+pub fn encode_families(families: &[prometheus::proto::MetricFamily]) -> String {
+    let mut buf = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(families, &mut buf) {
+        tracing::error!("metrics encoding failed: {e}");
+    }
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+/// The process's anonymous resident memory (`RssAnon` in /proc/self/status), in bytes; `None`
+/// where procfs does not say.
+pub fn anonymous_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("RssAnon:"))?;
+    let kb: u64 = line
+        .trim_start_matches("RssAnon:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    kb.checked_mul(1024)
 }
 
 /// Per-route request counters, one per status class.
@@ -547,5 +581,23 @@ mod tests {
             )
         );
         assert!(text.contains("ferry_config_info{version=\"v1\"} 1"));
+    }
+
+    #[test]
+    fn latency_buckets_hold_every_envoy_bucket() {
+        for ms in crate::envoy_stats::ENVOY_BUCKETS_MS {
+            assert!(
+                LATENCY_BUCKETS
+                    .iter()
+                    .any(|s| (s * 1000.0 - ms).abs() <= ms * 1e-9),
+                "Envoy's {ms} ms bucket is missing"
+            );
+        }
+    }
+
+    #[test]
+    fn anonymous_memory_is_read_from_procfs() {
+        let bytes = anonymous_memory().expect("RssAnon in /proc/self/status");
+        assert!(bytes > 0);
     }
 }

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::access_log::SinkRegistry;
 use crate::discovery::Discovery;
+use crate::envoy_stats::{self, StatsSettings, StatsView};
 use crate::http::{ListenerCtx, serve_connection};
 use crate::metrics::Metrics;
 use crate::table::{CompileError, RuntimeTable, compile_with};
@@ -72,6 +73,8 @@ struct ControlState {
 
 pub struct Proxy {
     pub metrics: Arc<Metrics>,
+    /// Which names and labels `/stats/prometheus` shows.
+    pub stats: StatsSettings,
     /// DNS resolution loops of the DNS clusters.
     pub discovery: Discovery,
     current: ArcSwapOption<RuntimeTable>,
@@ -114,6 +117,7 @@ impl Proxy {
         Proxy {
             discovery: Discovery::new(metrics.registry(), dns_servers),
             metrics,
+            stats: StatsSettings::default(),
             current: ArcSwapOption::empty(),
             control: Mutex::new(ControlState::default()),
             started: Instant::now(),
@@ -121,6 +125,32 @@ impl Proxy {
             draining: AtomicBool::new(false),
             shutdown: Notify::new(),
         }
+    }
+
+    /// Sets how `/stats/prometheus` names and labels series (`--stats-compat`,
+    /// `ENABLE_ENVOY_STATS_TAGS`).
+    pub fn with_stats(mut self, stats: StatsSettings) -> Proxy {
+        self.stats = stats;
+        self
+    }
+
+    /// The `/stats/prometheus` body: the gauges refreshed, then Ferry's families and, with
+    /// `--stats-compat envoy`, Envoy's derived from them (see [`envoy_stats`]).
+    pub async fn stats_exposition(&self) -> String {
+        self.refresh_gauges().await;
+        let native = self.metrics.registry().gather();
+        if self.stats.compat == envoy_stats::StatsCompat::None && !self.stats.tags {
+            return crate::metrics::encode_families(&native);
+        }
+        let bound: HashMap<String, SocketAddr> = self
+            .listeners()
+            .await
+            .into_iter()
+            .map(|l| (l.name, l.address))
+            .collect();
+        let table = self.current();
+        let view = StatsView::new(table.as_ref().map(|t| &*t.source), &bound, &self.stats);
+        crate::metrics::encode_families(&envoy_stats::expose(native, &self.stats, &view))
     }
 
     /// The table being served, if one was applied.
@@ -337,6 +367,11 @@ impl Proxy {
         self.metrics
             .uptime
             .set(i64::try_from(self.uptime().as_secs()).unwrap_or(i64::MAX));
+        if let Some(bytes) = crate::metrics::anonymous_memory() {
+            self.metrics
+                .memory
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
         if let Some(table) = self.current() {
             for c in table.clusters.values() {
                 let (healthy, ejected) = c.membership();

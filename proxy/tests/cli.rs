@@ -241,3 +241,43 @@ fn allowed_hosts_are_drop_alls_exceptions_written_as_names() {
         "{stderr}"
     );
 }
+
+#[test]
+fn stats_settings_are_checked_at_start() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/standalone.yaml");
+    let out = proxy()
+        .args([
+            "--config",
+            examples,
+            "--validate",
+            "--stats-compat",
+            "envoyy",
+        ])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("possible values: none, envoy, envoy-only"),
+        "{err}"
+    );
+
+    let out = proxy()
+        .args(["--config", examples, "--validate"])
+        .env("ENABLE_ENVOY_STATS_TAGS", "maybe")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("\"maybe\" is not 1/0"), "{err}");
+
+    for ok in ["", "0", "1", "true"] {
+        let out = proxy()
+            .args(["--config", examples, "--validate"])
+            .env("ENABLE_ENVOY_STATS_TAGS", ok)
+            .env("FERRY_STATS_COMPAT", "envoy-only")
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "ENABLE_ENVOY_STATS_TAGS={ok:?}");
+    }
+}

@@ -216,6 +216,19 @@ impl AgentProxy {
         ingress_port: u16,
         egress_port: u16,
     ) -> anyhow::Result<AgentProxy> {
+        Self::start_with_env(agent_url, node, state_dir, ingress_port, egress_port, &[]).await
+    }
+
+    /// [`AgentProxy::start_with_ports`], with extra environment variables for the proxy process
+    /// (App Mesh's, such as `ENABLE_ENVOY_STATS_TAGS=1`).
+    pub async fn start_with_env(
+        agent_url: &str,
+        node: &str,
+        state_dir: &Path,
+        ingress_port: u16,
+        egress_port: u16,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<AgentProxy> {
         let logs = tempfile::tempdir()?;
         let admin_file = logs.path().join("admin.addr");
         let level = std::env::var("FERRY_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".into());
@@ -229,6 +242,7 @@ impl AgentProxy {
             .args(["--log-level", &level])
             .arg("--admin-address-path")
             .arg(&admin_file)
+            .envs(env.iter().copied())
             .stdout(Stdio::from(std::fs::File::create(
                 logs.path().join("stdout.log"),
             )?))

@@ -143,3 +143,151 @@ async fn a_bad_format_string_is_a_config_error() {
         "{err}"
     );
 }
+
+/// App Mesh's `logging.accessLog.file.format`, text and JSON, through the agent: every common
+/// Envoy operator on a real request gives the expected field.
+#[tokio::test]
+async fn app_mesh_formats_with_every_operator_through_the_agent() {
+    use ferry_tests::{AgentProcess, AgentProxy};
+    let api = Upstream::start("api", UpstreamProtocol::Http1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let text_log = logs.path().join("front.log");
+    let json_log = logs.path().join("back.log");
+    let port = api.addr.port();
+    let text = "%START_TIME(%Y-%m-%d)% %REQ(:METHOD)% %METHOD% %REQ(:PATH)% %REQ(X-TEST)% %REQ(X-NONE?X-TEST)% %RESP(X-UPSTREAM)% %PROTOCOL% %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %UPSTREAM_HOST% %UPSTREAM_CLUSTER% %DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% %DOWNSTREAM_REMOTE_ADDRESS%\n";
+    let json_fields = [
+        ("start", "%START_TIME%"),
+        ("req", "%REQ(X-TEST)%"),
+        ("resp", "%RESP(X-UPSTREAM)%"),
+        ("method", "%METHOD%"),
+        ("protocol", "%PROTOCOL%"),
+        ("code", "%RESPONSE_CODE%"),
+        ("flags", "%RESPONSE_FLAGS%"),
+        ("rx", "%BYTES_RECEIVED%"),
+        ("tx", "%BYTES_SENT%"),
+        ("duration", "%DURATION%"),
+        ("host", "%UPSTREAM_HOST%"),
+        ("cluster", "%UPSTREAM_CLUSTER%"),
+        ("client", "%DOWNSTREAM_REMOTE_ADDRESS%"),
+        ("line", "%METHOD% %REQ(:PATH)% -> %RESPONSE_CODE%"),
+    ];
+    let json = json_fields
+        .iter()
+        .map(|(k, v)| format!("{{ key: {k}, value: '{v}' }}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    std::fs::write(
+        dir.path().join("mesh.yaml"),
+        format!(
+            "mesh: {{ meshName: shop }}
+---
+meshName: shop
+virtualNodeName: front
+spec:
+  backends: [{{ virtualService: {{ virtualServiceName: api.shop.local }} }}]
+  logging: {{ accessLog: {{ file: {{ path: '{text_path}', format: {{ text: {text:?} }} }} }} }}
+---
+meshName: shop
+virtualNodeName: back
+spec:
+  backends: [{{ virtualService: {{ virtualServiceName: api.shop.local }} }}]
+  logging: {{ accessLog: {{ file: {{ path: '{json_path}', format: {{ json: [{json}] }} }} }} }}
+---
+meshName: shop
+virtualNodeName: api
+spec:
+  listeners: [{{ portMapping: {{ port: {port}, protocol: http }} }}]
+  serviceDiscovery: {{ dns: {{ hostname: 127.0.0.1 }} }}
+---
+meshName: shop
+virtualServiceName: api.shop.local
+spec: {{ provider: {{ virtualNode: {{ virtualNodeName: api }} }} }}
+",
+            text_path = text_log.display(),
+            json_path = json_log.display(),
+        ),
+    )
+    .unwrap();
+    let agent = AgentProcess::start(dir.path()).await.expect("agent");
+    let (s1, s2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let front = AgentProxy::start(&agent.url(), "shop/virtualNode/front", s1.path())
+        .await
+        .expect("front");
+    let back = AgentProxy::start(&agent.url(), "shop/virtualNode/back", s2.path())
+        .await
+        .expect("back");
+    let c = Client::http1();
+    let host = format!("api.shop.local:{port}");
+    let headers = [("host", host.as_str()), ("x-test", "tv")];
+    let cluster = format!("api:{port}");
+
+    let r = c
+        .get_with(
+            &format!("{}/hello?x=1", front.url("egress").await),
+            &headers,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let line = read_lines(&text_log, 1).await.remove(0);
+    let f: Vec<&str> = line.split(' ').collect();
+    assert_eq!(f.len(), 17, "{line}");
+    let today = f[0];
+    assert!(
+        today.len() == 10 && today.starts_with("20") && today.as_bytes()[4] == b'-',
+        "{line}"
+    );
+    assert_eq!(
+        f[1..12],
+        [
+            "GET",
+            "GET",
+            "/hello?x=1",
+            "tv",
+            "tv",
+            "api",
+            "HTTP/1.1",
+            "200",
+            "-",
+            "0",
+            &r.body.len().to_string()
+        ],
+        "{line}"
+    );
+    assert!(f[12].parse::<u64>().is_ok(), "duration in ms: {line}");
+    assert_eq!(f[13], api.addr.to_string());
+    assert_eq!(f[14], cluster);
+    assert_eq!(f[15], "127.0.0.1");
+    assert!(f[16].starts_with("127.0.0.1:"), "{line}");
+
+    let r = c
+        .get_with(
+            &format!("{}/status/404", back.url("egress").await),
+            &headers,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404);
+    let line = read_lines(&json_log, 1).await.remove(0);
+    let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys.len(), json_fields.len(), "{line}");
+    assert!(v["start"].as_str().unwrap().ends_with('Z'), "{line}");
+    assert_eq!(v["req"], "tv");
+    assert_eq!(v["resp"], "api");
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["protocol"], "HTTP/1.1");
+    assert_eq!(v["code"], 404, "numbers stay numbers: {line}");
+    assert_eq!(v["flags"], "-");
+    assert_eq!(v["rx"], 0);
+    assert_eq!(v["tx"].as_u64(), Some(r.body.len() as u64));
+    assert!(v["duration"].is_u64(), "{line}");
+    assert_eq!(v["host"], api.addr.to_string());
+    assert_eq!(v["cluster"], cluster.as_str());
+    assert!(
+        v["client"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{line}"
+    );
+    assert_eq!(v["line"], "GET /status/404 -> 404");
+}

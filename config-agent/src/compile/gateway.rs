@@ -9,8 +9,8 @@ use ferry_api::v1::{self, route_match};
 
 use super::outbound::{BackendRef, outbound};
 use super::{
-    Cx, UNSET_PRIORITY, access_log, default_timeouts, header_match, listener_protocol, query_match,
-    seconds, server_tls, specificity,
+    Cx, UNSET_PRIORITY, access_log, default_timeouts, header_match, listener_protocol,
+    port_protocol_name, query_match, seconds, server_tls, specificity,
 };
 use crate::model::{
     GatewayListener, GatewayRouteSpec, HostnameMatch, Kind, PortProtocol, Res, Toggle,
@@ -170,7 +170,13 @@ fn hostname_of(spec: &GatewayRouteSpec) -> Option<&HostnameMatch> {
 
 /// The cluster of the hop to the gateway's own egress listener, per gateway listener (which
 /// carries that listener's connection pool) and upstream protocol.
-fn self_cluster(cx: &mut Cx<'_>, l: &GatewayListener, port: i64, http2: bool) -> String {
+fn self_cluster(
+    cx: &mut Cx<'_>,
+    gateway: &str,
+    l: &GatewayListener,
+    port: i64,
+    http2: bool,
+) -> String {
     let name = format!("self:{port}:{}", if http2 { "h2" } else { "h1" });
     let pool = l.connection_pool.as_ref().map(|p| {
         let u = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
@@ -199,6 +205,13 @@ fn self_cluster(cx: &mut Cx<'_>, l: &GatewayListener, port: i64, http2: bool) ->
             v1::cluster::Protocol::Http1
         } as i32,
         connection_pool: pool,
+        // App Mesh's Envoy names a gateway's hop to its own egress "..._self_redirect_...".
+        stats_name: format!(
+            "cds_egress_{}_{}_self_redirect_{}_{port}",
+            cx.mesh.name,
+            gateway,
+            port_protocol_name(l.port_mapping.protocol)
+        ),
         ..Default::default()
     };
     cx.clusters.insert(name.clone(), cluster);
@@ -214,7 +227,7 @@ fn gateway_route(
     let subject = r.subject(Kind::GatewayRoute);
     let (kind, _) = gateway_route_kind(&r.spec)?;
     let http2 = l.port_mapping.protocol != PortProtocol::Http;
-    let cluster = self_cluster(cx, l, port, http2);
+    let cluster = self_cluster(cx, &r.parent, l, port, http2);
     let (target, hostname_rewrite) =
         if let Some(h) = r.spec.http_route.as_ref().or(r.spec.http2_route.as_ref()) {
             (

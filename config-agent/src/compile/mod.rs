@@ -326,6 +326,35 @@ pub(crate) fn listener_protocol(p: model::PortProtocol) -> v1::listener::Protoco
     }
 }
 
+/// App Mesh's Envoy name of a cluster, `cds_{ingress|egress}_MESH_NODE_PROTOCOL_PORT`, carried in
+/// the table as the cluster's `stats_name`: the proxy exports it as `envoy_cluster_name` under
+/// `--stats-compat envoy`, so dashboards and alerts written for App Mesh's Envoy find their
+/// series. Ferry's own cluster names (`NODE:PORT`, `ingress:PORT`) stay as they are: they are
+/// what native metrics, logs and `/clusters` show.
+pub(crate) fn appmesh_stats_name(
+    direction: &str,
+    mesh: &str,
+    node: &str,
+    protocol: model::PortProtocol,
+    port: i64,
+) -> String {
+    format!(
+        "cds_{direction}_{mesh}_{node}_{}_{port}",
+        port_protocol_name(protocol)
+    )
+}
+
+/// App Mesh's spelling of a port protocol in Envoy names.
+pub(crate) fn port_protocol_name(p: model::PortProtocol) -> &'static str {
+    use model::PortProtocol as P;
+    match p {
+        P::Http => "http",
+        P::Http2 => "http2",
+        P::Grpc => "grpc",
+        P::Tcp => "tcp",
+    }
+}
+
 pub(crate) fn cluster_protocol(p: model::PortProtocol) -> v1::cluster::Protocol {
     use model::PortProtocol as P;
     use v1::cluster::Protocol as C;

@@ -4,8 +4,8 @@ use ferry_api::v1::{self, route_match};
 
 use super::outbound::{BackendRef, outbound};
 use super::{
-    Cx, access_log, cluster_protocol, default_timeouts, duration, http_timeouts, listener_protocol,
-    millis, server_tls,
+    Cx, access_log, appmesh_stats_name, cluster_protocol, default_timeouts, duration,
+    http_timeouts, listener_protocol, millis, server_tls,
 };
 use crate::model::{IpPreference, Kind, NodeListener, PortProtocol, Res, VirtualNodeSpec};
 
@@ -53,7 +53,7 @@ fn ingress(
         let field = format!("spec.listeners[{i}]");
         let cluster = format!("ingress:{port}");
         cx.clusters
-            .insert(cluster.clone(), local_cluster(&cluster, l, local_ip));
+            .insert(cluster.clone(), local_cluster(&cluster, node, l, local_ip));
         let listener_tls = l
             .tls
             .as_ref()
@@ -151,7 +151,12 @@ fn ingress(
 }
 
 /// The local app behind one node listener, with the listener's pool and health check.
-fn local_cluster(name: &str, l: &NodeListener, local_ip: &str) -> v1::Cluster {
+fn local_cluster(
+    name: &str,
+    node: &Res<VirtualNodeSpec>,
+    l: &NodeListener,
+    local_ip: &str,
+) -> v1::Cluster {
     let port = l.port_mapping.port;
     let pool = l.connection_pool.as_ref().map(|p| {
         let u = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
@@ -203,6 +208,13 @@ fn local_cluster(name: &str, l: &NodeListener, local_ip: &str) -> v1::Cluster {
         connection_pool: pool,
         tls: None,
         idle_timeout: None,
+        stats_name: appmesh_stats_name(
+            "ingress",
+            &node.mesh,
+            &node.name,
+            l.port_mapping.protocol,
+            port,
+        ),
     }
 }
 

@@ -4,8 +4,8 @@
 use ferry_api::v1::{self, route_match};
 
 use super::{
-    Cx, UNSET_PRIORITY, client_tls, cluster_protocol, default_retry, duration, header_match,
-    http_timeouts, ip_preference, query_match, retry, specificity,
+    Cx, UNSET_PRIORITY, appmesh_stats_name, client_tls, cluster_protocol, default_retry, duration,
+    header_match, http_timeouts, ip_preference, query_match, retry, specificity,
 };
 use crate::model::{
     ClientPolicyTls, DnsResponseType, Kind, Origin, PortMapping, PortProtocol, RouteSpec, Subject,
@@ -368,6 +368,7 @@ fn target_cluster(
         connection_pool: None,
         tls,
         idle_timeout: None,
+        stats_name: appmesh_stats_name("egress", &mesh, node, listener.port_mapping.protocol, port),
     };
     Some(cx.add_cluster(cluster, &b.service))
 }

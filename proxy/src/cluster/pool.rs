@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 
 use crate::tls::ClientStream;
 
+use super::counted::Counted;
 use super::{Cluster, Endpoint, UpstreamProtocol};
 use crate::http::RequestBody;
 
@@ -269,6 +270,16 @@ pub async fn connect_stream(
     }
 }
 
-async fn connect(cluster: &Cluster, ep: &Endpoint) -> Result<TokioIo<ClientStream>, UpstreamError> {
-    connect_stream(cluster, ep).await.map(TokioIo::new)
+/// An HTTP connection to `ep`, counting its bytes (TCP-proxied connections count theirs when
+/// the splice ends).
+async fn connect(
+    cluster: &Cluster,
+    ep: &Endpoint,
+) -> Result<TokioIo<Counted<ClientStream>>, UpstreamError> {
+    let stream = connect_stream(cluster, ep).await?;
+    let (rx, tx) = (
+        cluster.metrics.rx_bytes.clone(),
+        cluster.metrics.tx_bytes.clone(),
+    );
+    Ok(TokioIo::new(Counted::new(stream, rx, tx)))
 }

@@ -162,8 +162,21 @@ pub async fn forward(
                 (Err(e), outcome)
             }
         };
-        if outcome == Outcome::PerTryTimeout {
-            cluster.metrics.per_try_timeouts.inc();
+        // Every try is charged to the cluster, as Envoy's upstream_rq_xx does: the upstream's
+        // status, or 504 / 503 when the try ended without a response.
+        match outcome {
+            Outcome::Response { status, .. } => {
+                cluster.metrics.record(status);
+                cluster
+                    .metrics
+                    .duration
+                    .observe(upstream_time.as_secs_f64());
+            }
+            Outcome::PerTryTimeout => {
+                cluster.metrics.per_try_timeouts.inc();
+                cluster.metrics.record(504);
+            }
+            _ => cluster.metrics.record(503),
         }
         cluster.report(&endpoint, failed(outcome));
 

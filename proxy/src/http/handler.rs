@@ -308,6 +308,7 @@ pub async fn handle(
         }
         Err(Refused::Timeout) => {
             cluster.metrics.timeouts.inc();
+            cluster.metrics.record(504);
             route.metrics.record(504);
             return local_reply(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -363,11 +364,6 @@ pub async fn handle(
         flags,
     } = forwarded;
     let status = head.status.as_u16();
-    cluster.metrics.record(status);
-    cluster
-        .metrics
-        .duration
-        .observe(upstream_time.as_secs_f64());
     route.metrics.record(status);
 
     let switching = upgrade && head.status == StatusCode::SWITCHING_PROTOCOLS;
