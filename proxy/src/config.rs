@@ -23,8 +23,16 @@ pub enum LoadError {
     Invalid(#[from] DecodeError),
 }
 
-/// Reads, decodes and applies `path`. Returns the version now served.
-pub async fn apply_file(proxy: &Proxy, path: &Path) -> Result<String, LoadError> {
+/// A file's table, as applied.
+pub struct Applied {
+    /// The version now served.
+    pub version: String,
+    /// The hash of the text applied: [`watch`] applies the file again only when it differs.
+    text_hash: u64,
+}
+
+/// Reads, decodes and applies `path`.
+pub async fn apply_file(proxy: &Proxy, path: &Path) -> Result<Applied, LoadError> {
     let name = path.display().to_string();
     let text = tokio::fs::read_to_string(path)
         .await
@@ -32,7 +40,11 @@ pub async fn apply_file(proxy: &Proxy, path: &Path) -> Result<String, LoadError>
             path: name.clone(),
             source,
         })?;
-    apply_text(proxy, &name, &text, Format::from_path(path)).await
+    let version = apply_text(proxy, &name, &text, Format::from_path(path)).await?;
+    Ok(Applied {
+        version,
+        text_hash: content_hash(&text),
+    })
 }
 
 /// Decodes and applies `text` (named `name` in errors).
@@ -65,8 +77,16 @@ fn content_hash(text: &str) -> u64 {
 /// The file's directory is watched rather than the file, so that editors that write a new file and
 /// rename it over the old one, and Kubernetes ConfigMap symlink swaps, are both seen. Events are
 /// debounced, and content already seen (applied or rejected) is not applied twice.
-pub fn watch(proxy: Arc<Proxy>, path: PathBuf) -> anyhow::Result<notify::RecommendedWatcher> {
+///
+/// `applied` is what [`apply_file`] loaded: the file is checked once more as soon as the watch is
+/// in place, so that a write between that load and the watch is not lost.
+pub fn watch(
+    proxy: Arc<Proxy>,
+    path: PathBuf,
+    applied: &Applied,
+) -> anyhow::Result<notify::RecommendedWatcher> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let recheck = tx.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok() {
             let _ = tx.send(());
@@ -77,9 +97,8 @@ pub fn watch(proxy: Arc<Proxy>, path: PathBuf) -> anyhow::Result<notify::Recomme
         _ => PathBuf::from("."),
     };
     watcher.watch(&dir, RecursiveMode::NonRecursive)?;
-    let initial = std::fs::read_to_string(&path)
-        .map(|t| content_hash(&t))
-        .unwrap_or(0);
+    let _ = recheck.send(());
+    let initial = applied.text_hash;
     tokio::spawn(async move {
         let mut last_seen = initial;
         while rx.recv().await.is_some() {

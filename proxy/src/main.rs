@@ -235,15 +235,20 @@ async fn run(args: RunArgs, set_level: admin::SetLogLevel) -> anyhow::Result<()>
     let proxy = Arc::new(
         Proxy::with_dns_servers(args.dns_resolver.clone()).with_stats(stats_settings(&args)),
     );
-    let version = match config::apply_file(&proxy, &config_path).await {
-        Ok(v) => v,
+    let applied = match config::apply_file(&proxy, &config_path).await {
+        Ok(a) => a,
         Err(e) => bail!("invalid configuration: {e}"),
     };
+    let version = &applied.version;
     if args.validate {
         println!("{}: valid (version {version})", config_path.display());
         return Ok(());
     }
     tracing::info!(file = %config_path.display(), %version, "routing table loaded");
+    // Watched before anyone is told the proxy is up (the admin address file, /ready serving):
+    // an edit made as soon as it is up is seen.
+    let _watcher = config::watch(Arc::clone(&proxy), config_path.clone(), &applied)
+        .with_context(|| format!("cannot watch {}", config_path.display()))?;
     let admin_addr = admin::spawn(args.admin_addr(), Arc::clone(&proxy), set_level)
         .await
         .with_context(|| format!("cannot start the admin server on {}", args.admin_addr()))?;
@@ -252,8 +257,6 @@ async fn run(args: RunArgs, set_level: admin::SetLogLevel) -> anyhow::Result<()>
         std::fs::write(p, admin_addr.to_string())
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
-    let _watcher = config::watch(Arc::clone(&proxy), config_path.clone())
-        .with_context(|| format!("cannot watch {}", config_path.display()))?;
     wait_for_shutdown(&proxy).await?;
     shutdown(&proxy, args.drain_timeout()).await;
     Ok(())
