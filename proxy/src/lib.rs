@@ -19,3 +19,4 @@ pub mod server;
 pub mod table;
 pub mod tcp;
 pub mod tls;
+pub mod tracing_export;

@@ -21,6 +21,7 @@ use crate::discovery::Discovery;
 use crate::http::{ListenerCtx, serve_connection};
 use crate::metrics::Metrics;
 use crate::table::{CompileError, RuntimeTable, compile_with};
+use crate::tracing_export::Tracer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -81,6 +82,8 @@ pub struct Proxy {
     dns_warm: AtomicBool,
     draining: AtomicBool,
     shutdown: Notify,
+    /// Span export, when configured: handed to every listener.
+    tracer: Option<Arc<Tracer>>,
 }
 
 /// The longest a starting proxy waits for its DNS names before it says it is ready anyway; the
@@ -120,7 +123,14 @@ impl Proxy {
             dns_warm: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             shutdown: Notify::new(),
+            tracer: None,
         }
+    }
+
+    /// Records and exports a span per HTTP request on every listener (`--otlp-endpoint`).
+    pub fn with_tracer(mut self, tracer: Option<Arc<Tracer>>) -> Proxy {
+        self.tracer = tracer;
+        self
     }
 
     /// The table being served, if one was applied.
@@ -200,6 +210,7 @@ impl Proxy {
                     spec.name.clone(),
                     Arc::clone(&spec.table),
                     local,
+                    self.tracer.clone(),
                 ));
                 let (stop, stopped) = watch::channel(false);
                 let task = tokio::spawn(accept_loop(socket, Arc::clone(&ctx), stopped));

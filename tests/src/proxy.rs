@@ -44,6 +44,16 @@ impl ProxyProcess {
         file_name: &str,
         args: &[&str],
     ) -> anyhow::Result<ProxyProcess> {
+        Self::start_with_env(contents, file_name, args, &[]).await
+    }
+
+    /// [`ProxyProcess::start_with`], with extra environment variables for the proxy.
+    pub async fn start_with_env(
+        contents: &str,
+        file_name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<ProxyProcess> {
         let dir = tempfile::tempdir()?;
         let config = dir.path().join(file_name);
         std::fs::write(&config, contents)?;
@@ -71,6 +81,7 @@ impl ProxyProcess {
             .arg("--admin-address-path")
             .arg(&admin_file)
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::from(std::fs::File::create(&stdout_path)?))
             .stderr(Stdio::from(std::fs::File::create(&stderr_path)?))
             .spawn()

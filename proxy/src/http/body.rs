@@ -20,6 +20,7 @@ use crate::cluster::{ActiveRequest, Cluster, PooledConn};
 use crate::flags::ResponseFlags;
 use crate::resilience::limits::Permits;
 use crate::table::ListenerTable;
+use crate::tracing_export::{RequestSpan, SpanEnd};
 
 /// The error type of the bodies the proxy sends.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -173,6 +174,8 @@ pub struct Completion {
     pub log: Option<Box<LogContext>>,
     /// Marks the client connection busy until the response ends (for its idle timeout).
     pub in_flight: Option<InFlight>,
+    /// The request's span, when it is traced and sampled; it ends here.
+    pub span: Option<Box<RequestSpan>>,
 }
 
 impl Completion {
@@ -190,6 +193,7 @@ impl Completion {
             bytes_sent: 0,
             log,
             in_flight: None,
+            span: None,
         }
     }
 
@@ -203,13 +207,22 @@ impl Completion {
             .metrics
             .duration
             .observe(elapsed.as_secs_f64());
-        let (Some(log), Some(logger)) = (self.log.take(), self.listener.access_log.as_ref()) else {
-            return;
-        };
         let route_name = self
             .route
             .and_then(|(v, r)| self.listener.vhosts.hosts.get(v)?.routes.get(r))
             .map_or("", |r| r.name.as_str());
+        if let Some(span) = self.span.take() {
+            span.end(&SpanEnd {
+                status: self.status,
+                flags: self.flags,
+                route: route_name,
+                cluster: self.cluster.as_ref().map(|c| c.name.as_str()),
+                upstream: self.active.as_ref().map(|a| a.endpoint().addr),
+            });
+        }
+        let (Some(log), Some(logger)) = (self.log.take(), self.listener.access_log.as_ref()) else {
+            return;
+        };
         let record = LogRecord {
             start_time: log.start_time,
             method: Some(&log.method),

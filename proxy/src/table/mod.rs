@@ -42,6 +42,8 @@ pub struct ListenerSpec {
 /// Everything one listener needs per connection and per request; swapped whole.
 pub struct ListenerTable {
     pub name: String,
+    /// Inbound, outbound or gateway: the kind of the spans its requests record.
+    pub direction: v1::listener::Direction,
     pub vhosts: VirtualHosts,
     /// TCP listeners: routes by destination port (then the virtual hosts are empty).
     pub tcp: Option<TcpRoutes>,
