@@ -109,6 +109,26 @@ impl Collector {
         (collector, format!("http://{addr}"))
     }
 
+    /// A collector serving TLS with `cert`; returns its `https://localhost:PORT` endpoint.
+    async fn start_tls(cert: &ferry_tests::tls::Issued) -> (Collector, String) {
+        use tonic::transport::{Identity, ServerTlsConfig};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let collector = Collector::default();
+        let service = TraceServiceServer::new(collector.clone());
+        let tls =
+            ServerTlsConfig::new().identity(Identity::from_pem(&cert.cert_pem, &cert.key_pem));
+        let mut server = tonic::transport::Server::builder().tls_config(tls).unwrap();
+        tokio::spawn(async move {
+            server
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+                .unwrap();
+        });
+        (collector, format!("https://localhost:{port}"))
+    }
+
     fn spans(&self) -> Vec<Received> {
         self.spans.lock().unwrap().clone()
     }
@@ -555,4 +575,37 @@ async fn a_dead_collector_does_not_fail_requests() {
         assert_eq!(v("ferry_tracing_spans_exported_total"), 0.0);
     }
     held.abort();
+}
+
+#[tokio::test]
+async fn spans_reach_a_collector_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ferry_tests::tls::Ca::new("collector-ca");
+    let ca_file = ca.write(dir.path(), "ca.pem");
+    let cert = ca.issue(dir.path(), "collector", &["localhost"]);
+    let (collector, endpoint) = Collector::start_tls(&cert).await;
+    let upstream = Upstream::start("app", UpstreamProtocol::Http1).await;
+    // The collector's CA is trusted through SSL_CERT_FILE, as a system trust store would be.
+    let env = [
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("SSL_CERT_FILE", ca_file.to_str().unwrap()),
+    ];
+    let mut proxy = ProxyProcess::start_with_env(
+        &ingress_table(upstream.addr),
+        "table.yaml",
+        &["--otlp-endpoint", &endpoint],
+        &env,
+    )
+    .await
+    .expect("proxy");
+    let url = proxy.url("ingress").await;
+    let tp = traceparent(TRACE_ID, CALLER_SPAN, "01");
+    get(&Client::http1(), &url, &[("traceparent", &tp)]).await;
+    collector.wait_for(1).await;
+    proxy.sigterm();
+    proxy.wait(Duration::from_secs(30)).await.expect("exit");
+    let spans = collector.of_trace(TRACE_ID);
+    assert_eq!(spans.len(), 1, "{spans:#?}\n{}", proxy.stderr());
+    assert_eq!(spans[0].parent_id(), CALLER_SPAN);
+    assert_eq!(spans[0].service, "ferry-proxy");
 }

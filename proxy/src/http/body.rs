@@ -207,15 +207,11 @@ impl Completion {
             .metrics
             .duration
             .observe(elapsed.as_secs_f64());
-        let route_name = self
-            .route
-            .and_then(|(v, r)| self.listener.vhosts.hosts.get(v)?.routes.get(r))
-            .map_or("", |r| r.name.as_str());
         if let Some(span) = self.span.take() {
             span.end(&SpanEnd {
                 status: self.status,
                 flags: self.flags,
-                route: route_name,
+                route: route_name(self.route, &self.listener),
                 cluster: self.cluster.as_ref().map(|c| c.name.as_str()),
                 upstream: self.active.as_ref().map(|a| a.endpoint().addr),
             });
@@ -223,6 +219,7 @@ impl Completion {
         let (Some(log), Some(logger)) = (self.log.take(), self.listener.access_log.as_ref()) else {
             return;
         };
+        let route_name = route_name(self.route, &self.listener);
         let record = LogRecord {
             start_time: log.start_time,
             method: Some(&log.method),
@@ -248,6 +245,13 @@ impl Completion {
         logger.format.write(&record, &mut line);
         logger.sink.submit(line);
     }
+}
+
+/// The matched route's name (looked up only for a span or a log line).
+fn route_name(route: Option<(usize, usize)>, listener: &ListenerTable) -> &str {
+    route
+        .and_then(|(v, r)| listener.vhosts.hosts.get(v)?.routes.get(r))
+        .map_or("", |r| r.name.as_str())
 }
 
 /// A response body from upstream: streamed, or (when a gRPC status had to be read from its

@@ -125,18 +125,23 @@ impl Tracer {
         settings: Settings,
         registry: &Registry,
     ) -> Result<(Arc<Tracer>, Exporting), TracingError> {
-        use opentelemetry_otlp::WithExportConfig;
+        use opentelemetry_otlp::tonic_types::transport::ClientTlsConfig;
+        use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
         if !(0.0..=1.0).contains(&settings.sampling) {
             return Err(TracingError::Sampling(settings.sampling));
         }
         let resource = Resource::builder()
             .with_service_name(settings.service_name.clone())
             .build();
-        let mut exporter = opentelemetry_otlp::SpanExporter::builder()
+        let mut builder = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .with_endpoint(settings.endpoint.clone())
-            .with_timeout(settings.batch.export_timeout)
-            .build()?;
+            .with_timeout(settings.batch.export_timeout);
+        if settings.endpoint.starts_with("https://") {
+            // The system's trust store (SSL_CERT_FILE / SSL_CERT_DIR may point elsewhere).
+            builder = builder.with_tls_config(ClientTlsConfig::new().with_native_roots());
+        }
+        let mut exporter = builder.build()?;
         exporter.set_resource(&resource);
         let (queue, exporting) = export::start(exporter, settings.batch, registry)?;
         let tracer = Tracer {
@@ -351,7 +356,7 @@ impl RequestSpan {
     }
 
     /// Ends the span and queues it for export.
-    pub fn end(self: Box<Self>, end: &SpanEnd<'_>) {
+    pub fn end(self, end: &SpanEnd<'_>) {
         let RequestSpan {
             tracer,
             context,
@@ -360,7 +365,7 @@ impl RequestSpan {
             name,
             start,
             mut attributes,
-        } = *self;
+        } = self;
         let mut error = false;
         if let Some(status) = end.status {
             attributes.push(KeyValue::new(
