@@ -373,6 +373,12 @@ async fn each_hop_exports_a_span_nested_under_its_caller() {
         "A nests under the caller's span"
     );
     assert_eq!(b.parent_id(), a.span_id(), "B nests under A");
+    // The caller's tracestate is the spans' too.
+    assert_eq!(
+        a.span.trace_state,
+        "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
+    );
+    assert_eq!(b.span.trace_state, a.span.trace_state);
     assert_eq!(fwd_parent, b.span_id(), "the upstream's parent is B's span");
     assert_eq!(a.service, "shop/front");
     assert_eq!(b.service, "shop/app");
@@ -437,6 +443,48 @@ async fn each_hop_exports_a_span_nested_under_its_caller() {
     assert!(fa.span.parent_span_id.is_empty(), "A's span is the root");
     assert_eq!(fb.parent_id(), fa.span_id());
     assert_eq!(new_parent, fb.span_id());
+}
+
+#[tokio::test]
+async fn grpc_spans_carry_the_grpc_status_from_headers_or_trailers() {
+    let (collector, endpoint) = Collector::start().await;
+    let upstream = Upstream::start("grpc", UpstreamProtocol::Http2).await;
+    let table = ingress_table(upstream.addr).replace("protocol: HTTP1", "protocol: HTTP2");
+    let mut proxy = ProxyProcess::start_with_env(
+        &table,
+        "table.yaml",
+        &["--otlp-endpoint", &endpoint],
+        FAST_BATCHES,
+    )
+    .await
+    .expect("proxy");
+    let url = proxy.url("ingress").await;
+    let h2 = Client::http2();
+    let grpc = [("content-type", "application/grpc")];
+    // The upstream answers /grpc-status/N trailers-only, /grpc-trailer/N in real trailers.
+    for path in ["/test.Echo/grpc-status/5", "/test.Echo/grpc-trailer/7"] {
+        let r = h2
+            .send(Method::POST, &format!("{url}{path}"), &grpc, Bytes::new())
+            .await
+            .expect("grpc call");
+        assert_eq!(r.status, 200);
+    }
+    collector.wait_for(2).await;
+    proxy.sigterm();
+    proxy.wait(Duration::from_secs(30)).await.expect("exit");
+    let mut got: Vec<(String, Option<String>)> = collector
+        .spans()
+        .iter()
+        .map(|s| (s.span.name.clone(), s.attr("rpc.grpc.status_code")))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("test.Echo/grpc-status/5".to_owned(), Some("5".to_owned())),
+            ("test.Echo/grpc-trailer/7".to_owned(), Some("7".to_owned())),
+        ]
+    );
 }
 
 impl Chain {

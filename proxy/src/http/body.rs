@@ -372,8 +372,13 @@ impl Body for ResponseBody {
         };
         match &frame {
             Some(Ok(f)) => {
-                if let (Some(d), Some(c)) = (f.data_ref(), this.completion.as_mut()) {
-                    c.bytes_sent += d.len() as u64;
+                if let Some(c) = this.completion.as_mut() {
+                    if let Some(d) = f.data_ref() {
+                        c.bytes_sent += d.len() as u64;
+                    } else if let (Some(t), Some(span)) = (f.trailers_ref(), c.span.as_mut()) {
+                        // gRPC puts its status in the trailers.
+                        span.grpc_status(t);
+                    }
                 }
             }
             Some(Err(_)) => {

@@ -406,7 +406,7 @@ pub async fn handle(
     completion.status = Some(status);
     completion.flags.insert(flags);
     if let Some(span) = completion.span.as_mut() {
-        span.response_headers(&head.headers);
+        span.grpc_status(&head.headers);
     }
     if let Some(log) = completion.log.as_mut() {
         log.upstream_service_time = Some(upstream_time);

@@ -190,16 +190,49 @@ impl Tracer {
         if !sampled {
             return None;
         }
+        // The caller's tracestate goes with the span (it is meaningful with a traceparent only).
+        let trace_state = match w3c_flags {
+            Some(_) => incoming_trace_state(headers),
+            None => TraceState::NONE,
+        };
         Some(Box::new(RequestSpan::new(
             Arc::clone(self),
-            trace_id,
-            span_id,
+            SpanContext::new(
+                TraceId::from(trace_id),
+                SpanId::from(span_id),
+                TraceFlags::new(w3c_flags.unwrap_or(0) | FLAG_SAMPLED),
+                false,
+                trace_state,
+            ),
             incoming.and_then(|i| i.parent),
-            w3c_flags.unwrap_or(0) | FLAG_SAMPLED,
             headers,
             req,
         )))
     }
+}
+
+/// The `tracestate` list (its headers joined, as W3C allows it to be split); none when invalid.
+fn incoming_trace_state(headers: &HeaderMap) -> TraceState {
+    let mut values = headers
+        .get_all("tracestate")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let Some(first) = values.next() else {
+        return TraceState::NONE;
+    };
+    let joined;
+    let list = match values.next() {
+        None => first,
+        Some(second) => {
+            joined = [first, second]
+                .into_iter()
+                .chain(values)
+                .collect::<Vec<_>>()
+                .join(",");
+            &joined
+        }
+    };
+    list.parse().unwrap_or(TraceState::NONE)
 }
 
 fn sample_bound(rate: f64) -> u64 {
@@ -246,10 +279,8 @@ pub struct RequestSpan {
 impl RequestSpan {
     fn new(
         tracer: Arc<Tracer>,
-        trace_id: u128,
-        span_id: u64,
+        context: SpanContext,
         parent: Option<u64>,
-        flags: u8,
         headers: &HeaderMap,
         req: &SpanStart<'_>,
     ) -> RequestSpan {
@@ -323,13 +354,7 @@ impl RequestSpan {
         };
         RequestSpan {
             tracer,
-            context: SpanContext::new(
-                TraceId::from(trace_id),
-                SpanId::from(span_id),
-                TraceFlags::new(flags),
-                false,
-                TraceState::NONE,
-            ),
+            context,
             parent,
             kind,
             name,
@@ -338,13 +363,8 @@ impl RequestSpan {
         }
     }
 
-    /// The span's id (what the forwarded `traceparent` names as parent).
-    pub fn span_id(&self) -> u64 {
-        u64::from_be_bytes(self.context.span_id().to_bytes())
-    }
-
-    /// Notes the gRPC status when the upstream put it in the response headers (trailers-only).
-    pub fn response_headers(&mut self, headers: &HeaderMap) {
+    /// Notes the gRPC status from the response headers (a trailers-only response) or trailers.
+    pub fn grpc_status(&mut self, headers: &HeaderMap) {
         if let Some(code) = headers
             .get("grpc-status")
             .and_then(|v| v.to_str().ok())
@@ -464,6 +484,29 @@ mod tests {
             "shop/gw"
         );
         assert_eq!(service_name_for_node("just-a-name"), "just-a-name");
+    }
+
+    #[test]
+    fn tracestate_headers_are_joined_and_invalid_ones_dropped() {
+        let mut h = HeaderMap::new();
+        assert_eq!(incoming_trace_state(&h), TraceState::NONE);
+        h.append(
+            "tracestate",
+            http::HeaderValue::from_static("congo=t61rcWkgMzE"),
+        );
+        h.append(
+            "tracestate",
+            http::HeaderValue::from_static("rojo=00f067aa0ba902b7"),
+        );
+        let ts = incoming_trace_state(&h);
+        assert_eq!(ts.get("congo"), Some("t61rcWkgMzE"));
+        assert_eq!(ts.get("rojo"), Some("00f067aa0ba902b7"));
+        let mut bad = HeaderMap::new();
+        bad.insert(
+            "tracestate",
+            http::HeaderValue::from_static("no equals sign"),
+        );
+        assert_eq!(incoming_trace_state(&bad), TraceState::NONE);
     }
 
     #[test]
