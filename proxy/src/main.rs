@@ -346,6 +346,10 @@ fn start_tracing(
         },
     };
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let insecure = env("OTEL_EXPORTER_OTLP_TRACES_INSECURE")
+        .or_else(|| env("OTEL_EXPORTER_OTLP_INSECURE"))
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let endpoint = tracing_export::endpoint_with_scheme(&endpoint, insecure);
     let service_name = env("OTEL_SERVICE_NAME")
         .or_else(|| {
             args.node

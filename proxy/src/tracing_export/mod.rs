@@ -94,6 +94,17 @@ impl BatchSettings {
     }
 }
 
+/// The endpoint with its scheme: one written without (`collector:4317`) means TLS unless
+/// `insecure` (`OTEL_EXPORTER_OTLP_INSECURE=true`), as the OTLP exporter specification says.
+pub fn endpoint_with_scheme(endpoint: &str, insecure: bool) -> String {
+    let endpoint = endpoint.trim();
+    match (endpoint.contains("://"), insecure) {
+        (true, _) => endpoint.to_owned(),
+        (false, true) => format!("http://{endpoint}"),
+        (false, false) => format!("https://{endpoint}"),
+    }
+}
+
 /// The `service.name` for a node identity: App Mesh's `MESH/virtualNode/NAME` (or its ARN) becomes
 /// `MESH/NAME`, the name App Mesh's Envoy gives X-Ray, so existing service maps keep their names.
 pub fn service_name_for_node(node: &str) -> String {
@@ -507,6 +518,16 @@ mod tests {
             http::HeaderValue::from_static("no equals sign"),
         );
         assert_eq!(incoming_trace_state(&bad), TraceState::NONE);
+    }
+
+    #[test]
+    fn endpoints_without_a_scheme_mean_tls_unless_insecure() {
+        assert_eq!(
+            endpoint_with_scheme("http://c:4317", false),
+            "http://c:4317"
+        );
+        assert_eq!(endpoint_with_scheme("c:4317", false), "https://c:4317");
+        assert_eq!(endpoint_with_scheme("c:4317", true), "http://c:4317");
     }
 
     #[test]
