@@ -170,9 +170,10 @@ async fn run(args: RunArgs, set_level: admin::SetLogLevel) -> anyhow::Result<()>
     };
     let proxy = Proxy::with_dns_servers(args.dns_resolver.clone());
     // A --validate run exports nothing.
-    let tracing = match args.validate {
-        true => None,
-        false => start_tracing(&args, &proxy)?,
+    let tracing = if args.validate {
+        None
+    } else {
+        start_tracing(&args, &proxy)?
     };
     let proxy = Arc::new(proxy.with_tracer(tracing.as_ref().map(|(t, _)| Arc::clone(t))));
     let version = match config::apply_file(&proxy, &config_path).await {
