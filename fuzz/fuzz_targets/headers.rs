@@ -1,9 +1,11 @@
 //! Header and authority handling on hostile requests: path normalization, virtual-host lookup by
-//! Host / :authority, hop-by-hop stripping, forwarding headers and request ids, prefix rewrites.
+//! Host / :authority, hop-by-hop stripping, forwarding headers and request ids, prefix rewrites;
+//! trace context (traceparent, B3, x-amzn-trace-id).
 #![no_main]
 use arbitrary::Arbitrary;
 use ferry_proxy::http::{add_forwarding, ensure_request_id, strip_hop_by_hop, wants_upgrade};
 use ferry_proxy::route::{VirtualHost, VirtualHosts, normalize_path};
+use ferry_proxy::tracing_export::context;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 
@@ -47,6 +49,20 @@ fuzz_target!(|input: Input| {
             h.append(k, v);
         }
     }
+    // === Trace context ===
+    if let Some(ctx) = context::extract(&h) {
+        assert!(ctx.trace_id != Some(0) && ctx.parent != Some(0), "{ctx:?}");
+    }
+    for (_, v) in input.headers.iter().take(4) {
+        if let Some((trace, span, flags)) = context::parse_traceparent(v) {
+            let written = context::traceparent_value(trace, span, flags);
+            assert_eq!(
+                context::parse_traceparent(written.as_bytes()),
+                Some((trace, span, flags))
+            );
+        }
+    }
+
     let upgrade = wants_upgrade(&h);
     strip_hop_by_hop(&mut h, upgrade);
     for gone in [

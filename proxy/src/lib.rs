@@ -21,3 +21,4 @@ pub mod sidecar_env;
 pub mod table;
 pub mod tcp;
 pub mod tls;
+pub mod tracing_export;

@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use ferry_proxy::envoy_stats::{StatsCompat, StatsSettings};
 use ferry_proxy::sidecar_env::SidecarEnv;
+use ferry_proxy::tracing_export::{self, BatchSettings, Exporting, Tracer};
 use ferry_proxy::{admin, agent_client, config, demo, server::Proxy};
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt, reload, util::SubscriberInitExt};
 
@@ -94,6 +95,14 @@ struct RunArgs {
     /// $APPMESH_ENVOY_EGRESS_PORT, else the agent's.
     #[arg(long, env = "FERRY_EGRESS_PORT", value_name = "PORT")]
     egress_port: Option<u16>,
+    /// Export a span per HTTP request to this OpenTelemetry collector (OTLP over gRPC,
+    /// http://host:4317, https:// for TLS). Without it nothing is traced (headers still pass).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<String>,
+    /// Share of new traces recorded, 0.0-1.0; a caller's sampled flag wins (parent-based).
+    /// Default 1.0, or $XRAY_SAMPLING_RATE when set.
+    #[arg(long, env = "FERRY_TRACE_SAMPLING", value_name = "RATE")]
+    trace_sampling: Option<f64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -232,9 +241,15 @@ async fn run(args: RunArgs, set_level: admin::SetLogLevel) -> anyhow::Result<()>
     let Some(config_path) = args.config.clone() else {
         bail!("--config FILE or --agent URL is required (or try `ferry-proxy demo`)");
     };
-    let proxy = Arc::new(
-        Proxy::with_dns_servers(args.dns_resolver.clone()).with_stats(stats_settings(&args)),
-    );
+    let proxy =
+        Proxy::with_dns_servers(args.dns_resolver.clone()).with_stats(stats_settings(&args));
+    // A --validate run exports nothing.
+    let tracing = if args.validate {
+        None
+    } else {
+        start_tracing(&args, &proxy)?
+    };
+    let proxy = Arc::new(proxy.with_tracer(tracing.as_ref().map(|(t, _)| Arc::clone(t))));
     let applied = match config::apply_file(&proxy, &config_path).await {
         Ok(a) => a,
         Err(e) => bail!("invalid configuration: {e}"),
@@ -258,7 +273,7 @@ async fn run(args: RunArgs, set_level: admin::SetLogLevel) -> anyhow::Result<()>
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
     wait_for_shutdown(&proxy).await?;
-    shutdown(&proxy, args.drain_timeout()).await;
+    shutdown(&proxy, args.drain_timeout(), tracing.map(|(_, e)| e)).await;
     Ok(())
 }
 
@@ -308,9 +323,10 @@ async fn run_agent(
             .map(|h| h.trim().to_owned())
             .unwrap_or_default(),
     };
-    let proxy = Arc::new(
-        Proxy::with_dns_servers(args.dns_resolver.clone()).with_stats(stats_settings(&args)),
-    );
+    let proxy =
+        Proxy::with_dns_servers(args.dns_resolver.clone()).with_stats(stats_settings(&args));
+    let tracing = start_tracing(&args, &proxy)?;
+    let proxy = Arc::new(proxy.with_tracer(tracing.as_ref().map(|(t, _)| Arc::clone(t))));
     agent_client::load_state(&proxy, &cfg).await;
     let admin_addr = admin::spawn(args.admin_addr(), Arc::clone(&proxy), set_level)
         .await
@@ -323,7 +339,7 @@ async fn run_agent(
     let follower = agent_client::spawn(Arc::clone(&proxy), cfg);
     wait_for_shutdown(&proxy).await?;
     follower.abort();
-    shutdown(&proxy, args.drain_timeout()).await;
+    shutdown(&proxy, args.drain_timeout(), tracing.map(|(_, e)| e)).await;
     Ok(())
 }
 
@@ -369,7 +385,7 @@ async fn run_demo(
         );
     }
     wait_for_shutdown(&proxy).await?;
-    shutdown(&proxy, Duration::from_secs(5)).await;
+    shutdown(&proxy, Duration::from_secs(5), None).await;
     Ok(())
 }
 
@@ -385,11 +401,57 @@ async fn wait_for_shutdown(proxy: &Proxy) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown(proxy: &Proxy, drain_timeout: Duration) {
+async fn shutdown(proxy: &Proxy, drain_timeout: Duration, spans: Option<Exporting>) {
     if proxy.drain(drain_timeout).await {
         tracing::info!("drained; exiting");
     } else {
         tracing::warn!(timeout = ?drain_timeout, "drain timeout reached with requests still in flight; exiting");
     }
     proxy.flush_logs(Duration::from_secs(2)).await;
+    if let Some(spans) = spans {
+        spans.shutdown(Duration::from_secs(2)).await;
+    }
+}
+
+/// Starts span export when --otlp-endpoint (OTEL_EXPORTER_OTLP_ENDPOINT) is set. service.name is
+/// $OTEL_SERVICE_NAME, else the node identity (App Mesh's `MESH/NAME`), else "ferry-proxy".
+fn start_tracing(
+    args: &RunArgs,
+    proxy: &Proxy,
+) -> anyhow::Result<Option<(Arc<Tracer>, Exporting)>> {
+    let Some(endpoint) = args.otlp_endpoint.clone().filter(|e| !e.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let sampling = match args.trace_sampling {
+        Some(rate) => rate,
+        None => match std::env::var("XRAY_SAMPLING_RATE") {
+            Ok(v) => v
+                .trim()
+                .parse()
+                .with_context(|| format!("XRAY_SAMPLING_RATE={v:?} is not a rate"))?,
+            Err(_) => 1.0,
+        },
+    };
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let insecure = env("OTEL_EXPORTER_OTLP_TRACES_INSECURE")
+        .or_else(|| env("OTEL_EXPORTER_OTLP_INSECURE"))
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let endpoint = tracing_export::endpoint_with_scheme(&endpoint, insecure);
+    let service_name = env("OTEL_SERVICE_NAME")
+        .or_else(|| {
+            args.node
+                .clone()
+                .or_else(|| env("APPMESH_RESOURCE_ARN"))
+                .map(|n| tracing_export::service_name_for_node(&n))
+        })
+        .unwrap_or_else(|| "ferry-proxy".to_owned());
+    let settings = tracing_export::Settings {
+        endpoint: endpoint.clone(),
+        sampling,
+        service_name: service_name.clone(),
+        batch: BatchSettings::from_env(env)?,
+    };
+    let started = Tracer::start(settings, proxy.metrics.registry())?;
+    tracing::info!(%endpoint, sampling, service = %service_name, "exporting spans over OTLP");
+    Ok(Some(started))
 }

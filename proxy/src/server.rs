@@ -22,6 +22,7 @@ use crate::envoy_stats::{self, StatsSettings, StatsView};
 use crate::http::{ListenerCtx, serve_connection};
 use crate::metrics::Metrics;
 use crate::table::{CompileError, RuntimeTable, compile_with};
+use crate::tracing_export::Tracer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -84,6 +85,8 @@ pub struct Proxy {
     dns_warm: AtomicBool,
     draining: AtomicBool,
     shutdown: Notify,
+    /// Span export, when configured: handed to every listener.
+    tracer: Option<Arc<Tracer>>,
 }
 
 /// The longest a starting proxy waits for its DNS names before it says it is ready anyway; the
@@ -124,6 +127,7 @@ impl Proxy {
             dns_warm: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             shutdown: Notify::new(),
+            tracer: None,
         }
     }
 
@@ -151,6 +155,12 @@ impl Proxy {
         let table = self.current();
         let view = StatsView::new(table.as_ref().map(|t| &*t.source), &bound, &self.stats);
         crate::metrics::encode_families(&envoy_stats::expose(native, &self.stats, &view))
+    }
+
+    /// Records and exports a span per HTTP request on every listener (`--otlp-endpoint`).
+    pub fn with_tracer(mut self, tracer: Option<Arc<Tracer>>) -> Proxy {
+        self.tracer = tracer;
+        self
     }
 
     /// The table being served, if one was applied.
@@ -230,6 +240,7 @@ impl Proxy {
                     spec.name.clone(),
                     Arc::clone(&spec.table),
                     local,
+                    self.tracer.clone(),
                 ));
                 let (stop, stopped) = watch::channel(false);
                 let task = tokio::spawn(accept_loop(socket, Arc::clone(&ctx), stopped));

@@ -281,3 +281,46 @@ fn stats_settings_are_checked_at_start() {
         assert!(out.status.success(), "ENABLE_ENVOY_STATS_TAGS={ok:?}");
     }
 }
+
+#[test]
+fn bad_tracing_settings_are_start_up_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table = write(&dir, "table.yaml", VALID);
+    // (arguments, environment, expected words)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 3] = [
+        (
+            &[
+                "--otlp-endpoint",
+                "http://127.0.0.1:4317",
+                "--trace-sampling",
+                "1.5",
+            ],
+            &[],
+            "--trace-sampling 1.5 is not a rate between 0.0 and 1.0",
+        ),
+        (
+            &["--otlp-endpoint", "http://collector:4317/ with spaces"],
+            &[],
+            "cannot set up the OTLP exporter",
+        ),
+        (
+            &["--otlp-endpoint", "http://127.0.0.1:4317"],
+            &[("OTEL_BSP_MAX_QUEUE_SIZE", "lots")],
+            "OTEL_BSP_MAX_QUEUE_SIZE=\"lots\" is not a positive whole number",
+        ),
+    ];
+    for (args, env, expected) in cases {
+        let out = proxy()
+            .arg("--config")
+            .arg(&table)
+            .args(["--admin-addr", "127.0.0.1:0"])
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}

@@ -20,6 +20,7 @@ use crate::cluster::{ActiveRequest, Cluster, PooledConn};
 use crate::flags::ResponseFlags;
 use crate::resilience::limits::Permits;
 use crate::table::ListenerTable;
+use crate::tracing_export::{RequestSpan, SpanEnd};
 
 /// The error type of the bodies the proxy sends.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -173,6 +174,8 @@ pub struct Completion {
     pub log: Option<Box<LogContext>>,
     /// Marks the client connection busy until the response ends (for its idle timeout).
     pub in_flight: Option<InFlight>,
+    /// The request's span, when it is traced and sampled; it ends here.
+    pub span: Option<Box<RequestSpan>>,
 }
 
 impl Completion {
@@ -190,6 +193,7 @@ impl Completion {
             bytes_sent: 0,
             log,
             in_flight: None,
+            span: None,
         }
     }
 
@@ -203,13 +207,19 @@ impl Completion {
             .metrics
             .duration
             .observe(elapsed.as_secs_f64());
+        if let Some(span) = self.span.take() {
+            span.end(&SpanEnd {
+                status: self.status,
+                flags: self.flags,
+                route: route_name(self.route, &self.listener),
+                cluster: self.cluster.as_ref().map(|c| c.name.as_str()),
+                upstream: self.active.as_ref().map(|a| a.endpoint().addr),
+            });
+        }
         let (Some(log), Some(logger)) = (self.log.take(), self.listener.access_log.as_ref()) else {
             return;
         };
-        let route_name = self
-            .route
-            .and_then(|(v, r)| self.listener.vhosts.hosts.get(v)?.routes.get(r))
-            .map_or("", |r| r.name.as_str());
+        let route_name = route_name(self.route, &self.listener);
         let record = LogRecord {
             start_time: log.start_time,
             method: Some(&log.method),
@@ -235,6 +245,13 @@ impl Completion {
         logger.format.write(&record, &mut line);
         logger.sink.submit(line);
     }
+}
+
+/// The matched route's name (looked up only for a span or a log line).
+fn route_name(route: Option<(usize, usize)>, listener: &ListenerTable) -> &str {
+    route
+        .and_then(|(v, r)| listener.vhosts.hosts.get(v)?.routes.get(r))
+        .map_or("", |r| r.name.as_str())
 }
 
 /// A response body from upstream: streamed, or (when a gRPC status had to be read from its
@@ -355,8 +372,13 @@ impl Body for ResponseBody {
         };
         match &frame {
             Some(Ok(f)) => {
-                if let (Some(d), Some(c)) = (f.data_ref(), this.completion.as_mut()) {
-                    c.bytes_sent += d.len() as u64;
+                if let Some(c) = this.completion.as_mut() {
+                    if let Some(d) = f.data_ref() {
+                        c.bytes_sent += d.len() as u64;
+                    } else if let (Some(t), Some(span)) = (f.trailers_ref(), c.span.as_mut()) {
+                        // gRPC puts its status in the trailers.
+                        span.grpc_status(t);
+                    }
                 }
             }
             Some(Err(_)) => {

@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 use super::activity::{ConnActivity, Tracked};
 use crate::table::ListenerTable;
 use crate::tls::ServerStream;
+use crate::tracing_export::Tracer;
 
 pub use super::activity::InFlight;
 
@@ -25,15 +26,23 @@ pub struct ListenerCtx {
     pub table: ArcSwap<ListenerTable>,
     /// The bound address (the OS's choice when the table said port 0).
     pub local_addr: SocketAddr,
+    /// Set when spans are exported (`--otlp-endpoint`); `None` costs the request path nothing.
+    pub tracer: Option<Arc<Tracer>>,
     connections: AtomicUsize,
 }
 
 impl ListenerCtx {
-    pub fn new(name: String, table: Arc<ListenerTable>, local_addr: SocketAddr) -> ListenerCtx {
+    pub fn new(
+        name: String,
+        table: Arc<ListenerTable>,
+        local_addr: SocketAddr,
+        tracer: Option<Arc<Tracer>>,
+    ) -> ListenerCtx {
         ListenerCtx {
             name,
             table: ArcSwap::new(table),
             local_addr,
+            tracer,
             connections: AtomicUsize::new(0),
         }
     }

@@ -20,6 +20,7 @@ use crate::cluster::{UpstreamError, UpstreamProtocol};
 use crate::flags::ResponseFlags;
 use crate::resilience::limits::Overflow;
 use crate::route::{RequestView, normalize_path};
+use crate::tracing_export::SpanStart;
 
 pub async fn handle(
     ctx: &ListenerCtx,
@@ -58,6 +59,20 @@ pub async fn handle(
     strip_hop_by_hop(&mut parts.headers, upgrade);
     add_forwarding(&mut parts.headers, conn.remote.ip(), conn.scheme);
     ensure_request_id(&mut parts.headers);
+    // Tracing: starts the span and updates the forwarded traceparent (nothing when not configured).
+    let span = ctx.tracer.as_ref().and_then(|tracer| {
+        let start = SpanStart {
+            direction: table.direction,
+            listener: &ctx.name,
+            method: &parts.method,
+            path: parts.uri.path(),
+            scheme: conn.scheme,
+            authority,
+            version: downstream_version,
+            client: conn.remote,
+        };
+        tracer.begin(&mut parts.headers, &start)
+    });
 
     let log = table.access_log.as_ref().map(|logger| {
         let mut captured = HeaderMap::new();
@@ -86,6 +101,7 @@ pub async fn handle(
         })
     });
     let mut completion = Completion::new(Arc::clone(&table), start, log);
+    completion.span = span;
 
     // === Route ===
     let path = normalize_path(parts.uri.path());
@@ -385,6 +401,9 @@ pub async fn handle(
     completion.pooled = pooled;
     completion.status = Some(status);
     completion.flags.insert(flags);
+    if let Some(span) = completion.span.as_mut() {
+        span.grpc_status(&head.headers);
+    }
     if let Some(log) = completion.log.as_mut() {
         log.upstream_service_time = Some(upstream_time);
         log.response_headers = Some(head.headers.clone());

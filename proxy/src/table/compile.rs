@@ -398,6 +398,7 @@ fn compile_listener(
         address,
         table: Arc::new(ListenerTable {
             name: l.name.clone(),
+            direction: l.direction(),
             vhosts,
             tcp,
             http: !is_tcp,

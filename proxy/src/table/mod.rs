@@ -42,6 +42,8 @@ pub struct ListenerSpec {
 /// Everything one listener needs per connection and per request; swapped whole.
 pub struct ListenerTable {
     pub name: String,
+    /// Inbound, outbound or gateway: the kind of the spans its requests record.
+    pub direction: v1::listener::Direction,
     pub vhosts: VirtualHosts,
     /// TCP routes by destination port. On a TCP listener they take every connection (and the
     /// virtual hosts are empty); on a transparent HTTP listener (App Mesh's egress, where one
