@@ -32,10 +32,14 @@ HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # One port block per target: +1 HTTP/1.1 (and h2c where the same port speaks both), +2 TCP,
-# +3 h2c when the peer needs its own port, +9 admin.
+# +3 h2c when the peer needs its own port, +4 gRPC, +9 admin.
 UPSTREAM_PORT = 18000
 IPERF_PORT = 18003
 UPSTREAM_H2_PORT = 18004  # the upstream again, h2c, for the direct HTTP/2 limit
+GRPC_UPSTREAM_PORT = 18005  # bench-grpc-upstream: a gRPC echo on h2c
+# A gRPC unary request body: one uncompressed length-prefixed message (field 1 = "ping").
+GRPC_REQUEST = b"\x00\x00\x00\x00\x06\x0a\x04ping"
+GRPC_HEADERS = ["content-type: application/grpc", "te: trailers"]
 BASE = {"ferry": 18010, "envoy": 18020, "nginx": 18030, "haproxy": 18040, "ferry-base": 18050}
 PEERS = ["envoy", "nginx", "haproxy"]
 
@@ -133,6 +137,14 @@ http {{
   upstream a {{ server {HOST}:{UPSTREAM_PORT}; keepalive 512; keepalive_requests 100000000; }}
   upstream b {{ server {HOST}:{UPSTREAM_PORT}; keepalive 512; keepalive_requests 100000000; }}
   split_clients "$request_id" $pool {{ 90% a; * b; }}
+  upstream ga {{ server {HOST}:{GRPC_UPSTREAM_PORT}; keepalive 512; keepalive_requests 100000000; }}
+  upstream gb {{ server {HOST}:{GRPC_UPSTREAM_PORT}; keepalive 512; keepalive_requests 100000000; }}
+  split_clients "$request_id" $gpool {{ 90% ga; * gb; }}
+  server {{
+    listen {HOST}:{b + 4} http2 backlog=4096;
+    http2_max_concurrent_streams 256;
+    location / {{ grpc_pass grpc://$gpool; }}
+  }}
   server {{
     listen {HOST}:{b + 1} backlog=4096;
     listen {HOST}:{b + 3} http2 backlog=4096;
@@ -168,6 +180,16 @@ backend be
   balance random
   server a {HOST}:{UPSTREAM_PORT} weight 90
   server b {HOST}:{UPSTREAM_PORT} weight 10
+frontend grpc
+  mode http
+  bind {HOST}:{b + 4} proto h2
+  default_backend grpc
+backend grpc
+  mode http
+  http-reuse always
+  balance random
+  server a {HOST}:{GRPC_UPSTREAM_PORT} proto h2 weight 90
+  server b {HOST}:{GRPC_UPSTREAM_PORT} proto h2 weight 10
 listen tcp
   mode tcp
   bind {HOST}:{b + 2}
@@ -220,6 +242,19 @@ def envoy_conf(routes=0):
                                            {"name": "tcp-b", "weight": 10}]},
     }
 
+    grpc_hcm = dict(hcm, stat_prefix="grpc", route_config={"virtual_hosts": [{
+        "name": "grpc", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {
+            "weighted_clusters": {"clusters": [{"name": "grpc-a", "weight": 90},
+                                               {"name": "grpc-b", "weight": 10}]}}}]}]})
+
+    def h2_cluster(name, port):
+        c = cluster(name, port)
+        c["typed_extension_protocol_options"] = {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}}}}
+        return c
+
     def listener(name, port, filt, typed):
         return {"name": name,
                 "address": {"socket_address": {"address": HOST, "port_value": port}},
@@ -231,9 +266,11 @@ def envoy_conf(routes=0):
             "listeners": [
                 listener("http", b + 1, "envoy.filters.network.http_connection_manager", hcm),
                 listener("tcp", b + 2, "envoy.filters.network.tcp_proxy", tcp),
+                listener("grpc", b + 4, "envoy.filters.network.http_connection_manager", grpc_hcm),
             ],
             "clusters": [cluster(f"cluster-{c}", UPSTREAM_PORT) for c in range(4)]
-            + [cluster("tcp-a", IPERF_PORT), cluster("tcp-b", IPERF_PORT)],
+            + [cluster("tcp-a", IPERF_PORT), cluster("tcp-b", IPERF_PORT)]
+            + [h2_cluster("grpc-a", GRPC_UPSTREAM_PORT), h2_cluster("grpc-b", GRPC_UPSTREAM_PORT)],
         },
     }
 
@@ -298,7 +335,8 @@ class Targets:
             b = BASE[name]
             argv = [self.tables_bin, "--http", f"{HOST}:{b + 1}",
                     "--upstream", f"{HOST}:{UPSTREAM_PORT}", "--routes", str(routes),
-                    "--tcp", f"{HOST}:{b + 2}", "--tcp-upstream", f"{HOST}:{IPERF_PORT}"]
+                    "--tcp", f"{HOST}:{b + 2}", "--tcp-upstream", f"{HOST}:{IPERF_PORT}",
+                    "--grpc", f"{HOST}:{b + 4}", "--grpc-upstream", f"{HOST}:{GRPC_UPSTREAM_PORT}"]
             if version:
                 argv += ["--version", version]
             path = self.tmp / f"{name}-{routes}-{version or 'v'}.yaml"
@@ -344,12 +382,15 @@ class Targets:
         raise ValueError(name)
 
     def port(self, name, kind):
-        """The port to load for `kind` in http1 | h2 | tcp."""
+        """The port to load for `kind` in http1 | h2 | tcp | grpc."""
         if name == "direct":
-            return {"tcp": IPERF_PORT, "h2": UPSTREAM_H2_PORT}.get(kind, UPSTREAM_PORT)
+            return {"tcp": IPERF_PORT, "h2": UPSTREAM_H2_PORT,
+                    "grpc": GRPC_UPSTREAM_PORT}.get(kind, UPSTREAM_PORT)
         b = BASE[name]
         if kind == "tcp":
             return b + 2
+        if kind == "grpc":
+            return b + 4
         if kind == "h2" and name in ("nginx", "haproxy"):
             return b + 3
         return b + 1
@@ -394,7 +435,7 @@ def percentile(sorted_vals, q):
     return sorted_vals[k]
 
 
-def run_h2load(tmp, port, secs, conns, streams, h1=False, rps=None):
+def run_h2load(tmp, port, secs, conns, streams, h1=False, rps=None, grpc=False):
     logf = Path(tmp) / "h2load.log"
     if logf.exists():
         logf.unlink()
@@ -404,7 +445,16 @@ def run_h2load(tmp, port, secs, conns, streams, h1=False, rps=None):
         argv.append("--h1")
     if rps:
         argv.append(f"--rps={rps}")
-    argv.append(f"http://{HOST}:{port}/")
+    path = "/"
+    if grpc:
+        # A unary call: POST of one message with gRPC's headers (h2load posts the -d file).
+        body = Path(tmp) / "grpc-request.bin"
+        body.write_bytes(GRPC_REQUEST)
+        argv += ["-d", str(body)]
+        for h in GRPC_HEADERS:
+            argv += ["-H", h]
+        path = "/bench.Echo/Unary"
+    argv.append(f"http://{HOST}:{port}{path}")
     out = subprocess.run(argv, capture_output=True, text=True, timeout=secs + 40)
     rps_line = [ln for ln in out.stdout.splitlines() if ln.startswith("finished in")]
     req_line = [ln for ln in out.stdout.splitlines() if ln.startswith("requests:")]
@@ -474,6 +524,8 @@ def scenarios(quick):
          "kind": "http1", "tool": "h2load-rate", "conns": 40, "rate": 100, "secs": d},
         {"id": "h2", "title": "HTTP/2 (h2c), h2load 8 connections x 32 streams",
          "kind": "h2", "tool": "h2load", "conns": 8, "streams": 32, "secs": d},
+        {"id": "grpc", "title": "gRPC unary (h2c), h2load 8 connections x 32 streams",
+         "kind": "grpc", "tool": "h2load-grpc", "conns": 8, "streams": 32, "secs": d},
         {"id": "tcp", "title": "TCP throughput, iperf3 1 stream", "kind": "tcp", "tool": "iperf3",
          "secs": 1 if quick else 5},
     ]
@@ -492,6 +544,8 @@ def measure(targets, name, sc, tmp):
             r = run_wrk(tmp, port, sc["conns"], sc["secs"])
         elif sc["tool"] == "h2load":
             r = run_h2load(tmp, port, sc["secs"], sc["conns"], sc["streams"])
+        elif sc["tool"] == "h2load-grpc":
+            r = run_h2load(tmp, port, sc["secs"], sc["conns"], sc["streams"], grpc=True)
         elif sc["tool"] == "h2load-rate":
             r = run_h2load(tmp, port, sc["secs"], sc["conns"], 1, h1=True, rps=sc["rate"])
         elif sc["tool"] == "iperf3":
@@ -757,7 +811,7 @@ def markdown(report):
     for c in report["checks"]:
         met = {True: "yes", False: "**no**", None: "–"}[c["met"]]
         lines.append(f"| {c['target']} | {fmt(c['measured'], '{:.2f}')} | {met} |")
-    lines += ["", "gRPC unary is not measured yet (see benches/load/README.md).", ""]
+    lines += [""]
     return "\n".join(lines)
 
 
@@ -850,7 +904,8 @@ def main():
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    for port in [UPSTREAM_PORT, IPERF_PORT, UPSTREAM_H2_PORT] + [b + o for b in BASE.values() for o in (1, 2, 3, 9)]:
+    for port in [UPSTREAM_PORT, IPERF_PORT, UPSTREAM_H2_PORT, GRPC_UPSTREAM_PORT] + [
+            b + o for b in BASE.values() for o in (1, 2, 3, 4, 9)]:
         if not port_free(port):
             sys.exit(f"port {port} on {HOST} is taken: is another benchmark running?")
 
@@ -866,13 +921,16 @@ def main():
     up_conf.write_text(upstream_conf(tmp))
     upstream = Proc("upstream", ["nginx", "-p", tmp, "-e", "stderr", "-c", str(up_conf)],
                     UPSTREAM_PORT, tmp)
+    grpc_upstream = Proc("grpc-upstream", [str(Path(args.tables).with_name("bench-grpc-upstream")),
+                                           f"{HOST}:{GRPC_UPSTREAM_PORT}"], GRPC_UPSTREAM_PORT, tmp)
     iperf = None
     if shutil.which("iperf3"):
         iperf = Proc("iperf3", ["iperf3", "-s", "-B", HOST, "-p", str(IPERF_PORT)], IPERF_PORT, tmp)
 
     only = set(args.only.split(",")) if args.only else None
     scs = [s for s in scenarios(args.quick) if only is None or s["id"] in only]
-    tools = {"wrk": "wrk", "h2load": "h2load", "h2load-rate": "h2load", "iperf3": "iperf3"}
+    tools = {"wrk": "wrk", "h2load": "h2load", "h2load-rate": "h2load", "h2load-grpc": "h2load",
+             "iperf3": "iperf3"}
     results, failures = {}, []
     missing = dict(targets.missing)
     try:
@@ -910,6 +968,7 @@ def main():
                 failures.append(f"swap: {e}")
     finally:
         upstream.stop()
+        grpc_upstream.stop()
         if iperf:
             iperf.stop()
 

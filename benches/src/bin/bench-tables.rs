@@ -2,14 +2,17 @@
 //!
 //! ```text
 //! bench-tables --http 127.0.0.1:18001 --upstream 127.0.0.1:18000 [--routes N] \
-//!              [--tcp 127.0.0.1:18002 --tcp-upstream 127.0.0.1:18003] [--version V]
+//!              [--tcp 127.0.0.1:18002 --tcp-upstream 127.0.0.1:18003] \
+//!              [--grpc 127.0.0.1:18014 --grpc-upstream 127.0.0.1:18005] [--version V]
 //! ```
 //!
 //! The table is [`ferry_benches::table_with_routes`]`(N)` with every cluster pointed at the one
 //! upstream, plus, tried first, the route every peer gets: prefix `/` split 90/10 between
 //! `cluster-0` and `cluster-1` (both the same upstream, as in the peers' configs). So a request
 //! costs the same whatever N is, and N only adds what a table of N routes weighs. With `--tcp`,
-//! a TCP listener forwards to `--tcp-upstream` (iperf3), split 90/10 the same way.
+//! a TCP listener forwards to `--tcp-upstream` (iperf3), split 90/10 the same way. With `--grpc`, a
+//! gRPC listener routes every call to `--grpc-upstream` (bench-grpc-upstream), split 90/10 the same
+//! way over HTTP/2 clusters.
 use ferry_api::v1::{self, cluster};
 use ferry_benches::{prefix_route, table_with_routes};
 
@@ -17,6 +20,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (mut http, mut upstream, mut routes) = (None, None, 0usize);
     let (mut tcp, mut tcp_upstream, mut version) = (None, None, None);
+    let (mut grpc, mut grpc_upstream) = (None, None);
     while let Some(flag) = args.next() {
         let mut value = || {
             args.next()
@@ -33,6 +37,8 @@ fn main() {
             "--tcp" => tcp = Some(value()),
             "--tcp-upstream" => tcp_upstream = Some(value()),
             "--version" => version = Some(value()),
+            "--grpc" => grpc = Some(value()),
+            "--grpc-upstream" => grpc_upstream = Some(value()),
             other => fail(&format!("unknown argument {other}")),
         }
     }
@@ -94,6 +100,38 @@ fn main() {
                     },
                 ],
                 ..Default::default()
+            }],
+            ..Default::default()
+        });
+    }
+    if let Some(grpc) = grpc {
+        let target = grpc_upstream.unwrap_or_else(|| fail("--grpc needs --grpc-upstream"));
+        for name in ["grpc-a", "grpc-b"] {
+            table.clusters.push(v1::Cluster {
+                name: name.to_owned(),
+                protocol: v1::cluster::Protocol::Grpc.into(),
+                discovery: Some(cluster::Discovery::StaticEndpoints(v1::StaticEndpoints {
+                    endpoints: vec![v1::Endpoint {
+                        address: target.clone(),
+                    }],
+                })),
+                ..Default::default()
+            });
+        }
+        table.listeners.push(v1::Listener {
+            name: "grpc".to_owned(),
+            address: grpc,
+            protocol: v1::listener::Protocol::Grpc.into(),
+            virtual_hosts: vec![v1::VirtualHost {
+                name: "grpc".to_owned(),
+                domains: vec!["*".to_owned()],
+                routes: vec![prefix_route(
+                    "grpc-split",
+                    0,
+                    "/",
+                    Vec::new(),
+                    &[("grpc-a", 90), ("grpc-b", 10)],
+                )],
             }],
             ..Default::default()
         });
