@@ -159,6 +159,27 @@ def step_build(endpoint, blue_port, green_port):
     gone = c.delete_virtual_node(meshName=MESH, virtualNodeName="spare")["virtualNode"]
     assert gone["status"]["status"] == "DELETED", gone
     expect_error("NotFoundException", c.describe_virtual_node, meshName=MESH, virtualNodeName="spare")
+
+    # A virtual gateway and its gateway route.
+    c.create_virtual_gateway(
+        meshName=MESH, virtualGatewayName="ingress-gw",
+        spec={"listeners": [{"portMapping": {"port": 8443, "protocol": "http"}}]},
+    )
+    gr_spec = {"httpRoute": {"match": {"prefix": "/"},
+                             "action": {"target": {"virtualService": {"virtualServiceName": SERVICE}}}}}
+    gr = c.create_gateway_route(
+        meshName=MESH, virtualGatewayName="ingress-gw", gatewayRouteName="to-color", spec=gr_spec
+    )["gatewayRoute"]
+    check_metadata(gr, f"{MESH}/virtualGateway/ingress-gw/gatewayRoute/to-color", 1)
+    d = c.describe_gateway_route(meshName=MESH, virtualGatewayName="ingress-gw", gatewayRouteName="to-color")
+    assert d["gatewayRoute"]["spec"] == gr_spec, d
+    refs = c.list_gateway_routes(meshName=MESH, virtualGatewayName="ingress-gw")["gatewayRoutes"]
+    assert [(r["virtualGatewayName"], r["gatewayRouteName"]) for r in refs] == [("ingress-gw", "to-color")]
+    assert [g["virtualGatewayName"] for g in c.list_virtual_gateways(meshName=MESH)["virtualGateways"]] == ["ingress-gw"]
+    expect_error("ResourceInUseException", c.delete_virtual_gateway, meshName=MESH, virtualGatewayName="ingress-gw")
+    msg = expect_error("ResourceInUseException", c.delete_virtual_service, meshName=MESH, virtualServiceName=SERVICE)
+    assert "to-color" in msg or "front" in msg, msg
+    expect_error("NotFoundException", c.list_gateway_routes, meshName=MESH, virtualGatewayName="nope")
     print(json.dumps({"ok": True}))
 
 

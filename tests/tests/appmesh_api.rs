@@ -165,6 +165,8 @@ async fn boto3_builds_a_mesh_that_a_proxy_follows() {
         "color-mesh/virtualRouters/color-router.json",
         "color-mesh/virtualRouters/color-router/routes/color-split.json",
         "color-mesh/virtualServices/color.mesh.local.json",
+        "color-mesh/virtualGateways/ingress-gw.json",
+        "color-mesh/virtualGateways/ingress-gw/gatewayRoutes/to-color.json",
     ] {
         assert!(dir.path().join(f).is_file(), "{f} missing");
     }
