@@ -50,7 +50,7 @@ enum Command {
         #[arg(long, env = "FERRY_LOG_LEVEL", default_value = "info")]
         log_level: String,
         #[command(flatten)]
-        api: ApiFlags,
+        api: Box<ApiFlags>,
     },
     /// Check the resources in DIR (App Mesh's rules, and that every proxy's table compiles).
     Validate {
@@ -238,7 +238,7 @@ async fn serve(
     admin_addr: SocketAddr,
     grpc_address_path: Option<PathBuf>,
     admin_address_path: Option<PathBuf>,
-    api_flags: ApiFlags,
+    api_flags: Box<ApiFlags>,
 ) -> anyhow::Result<()> {
     let api_config = api_flags.config()?;
     let store = Store::new(resources.clone());
