@@ -264,7 +264,10 @@ async fn serve(
         (None, true) => "none (--allow-unauthenticated)",
         (None, false) => "none configured: reads only",
     };
-    api::spawn(Api::new(agent.store.clone(), api_config), api_listener);
+    api::spawn(
+        Api::new(agent.store.clone(), agent.metrics.clone(), api_config),
+        api_listener,
+    );
     tracing::info!(grpc = %grpc_local, admin = %admin_local, api = %api_local, api_auth = auth, dir = %resources.display(), "ferry-agent serving");
     for (path, addr) in [
         (&grpc_address_path, grpc_local),

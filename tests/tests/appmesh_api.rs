@@ -177,6 +177,15 @@ async fn boto3_builds_a_mesh_that_a_proxy_follows() {
     );
     let (ok, out) = validate(dir.path());
     assert!(ok, "{out}");
+    let metrics = agent.metrics().await;
+    for series in [
+        r#"ferry_agent_api_requests_total{operation="CreateRoute",result="ok"} 1"#,
+        r#"ferry_agent_api_requests_total{operation="UpdateRoute",result="BadRequestException"} 1"#,
+        r#"ferry_agent_api_requests_total{operation="DeleteVirtualNode",result="ResourceInUseException"} 1"#,
+        r#"ferry_agent_api_requests_total{operation="ListVirtualNodes",result="ok"} 6"#,
+    ] {
+        assert!(metrics.contains(series), "{series} not in\n{metrics}");
+    }
 
     // A proxy for `front` routes 50/50 to the real upstreams.
     let states = tempfile::tempdir().unwrap();

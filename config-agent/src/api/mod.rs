@@ -98,10 +98,17 @@ async fn handle(api: Arc<Api>, req: Request<Incoming>) -> Response<Full<Bytes>> 
     };
     let method = parts.method.clone();
     let path = parts.uri.path().to_owned();
-    let result = match authorize(&api, &parts, &body) {
-        Err(e) => Err(e),
-        Ok(()) => dispatch(Arc::clone(&api), &parts, body).await,
+    let op = route(&parts.method, parts.uri.path());
+    let name = op.as_ref().map_or_else(|_| "Unknown".to_owned(), Op::name);
+    let result = match (authorize(&api, &parts, &body), op) {
+        (Err(e), _) | (Ok(()), Err(e)) => Err(e),
+        (Ok(()), Ok(op)) => dispatch(Arc::clone(&api), op, &parts, body).await,
     };
+    let outcome = result.as_ref().map_or_else(|e| e.code, |_| "ok");
+    api.metrics
+        .api_requests
+        .with_label_values(&[name.as_str(), outcome])
+        .inc();
     match result {
         Ok(v) => respond(StatusCode::OK, v.to_string()),
         Err(e) => {
@@ -124,6 +131,7 @@ fn authorize(api: &Api, parts: &http::request::Parts, body: &[u8]) -> Result<(),
             method: parts.method.as_str(),
             raw_path: parts.uri.path(),
             raw_query: parts.uri.query(),
+            authority: parts.uri.authority().map(|a| a.as_str()),
             headers: &parts.headers,
             body,
         };
@@ -197,6 +205,38 @@ enum Op {
     ListTags,
     Tag,
     Untag,
+}
+
+/// A kind as operation names spell it: `VirtualNode`.
+fn pascal(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Mesh => "Mesh",
+        Kind::VirtualNode => "VirtualNode",
+        Kind::VirtualRouter => "VirtualRouter",
+        Kind::Route => "Route",
+        Kind::VirtualService => "VirtualService",
+        Kind::VirtualGateway => "VirtualGateway",
+        Kind::GatewayRoute => "GatewayRoute",
+    }
+}
+
+impl Op {
+    /// The App Mesh operation name (`CreateRoute`, `ListMeshes`), for metrics and logs.
+    fn name(&self) -> String {
+        match self {
+            Op::List {
+                kind: Kind::Mesh, ..
+            } => "ListMeshes".to_owned(),
+            Op::List { kind, .. } => format!("List{}s", pascal(*kind)),
+            Op::Create { kind, .. } => format!("Create{}", pascal(*kind)),
+            Op::Describe(t) => format!("Describe{}", pascal(t.kind)),
+            Op::Update(t) => format!("Update{}", pascal(t.kind)),
+            Op::Delete(t) => format!("Delete{}", pascal(t.kind)),
+            Op::ListTags => "ListTagsForResource".to_owned(),
+            Op::Tag => "TagResource".to_owned(),
+            Op::Untag => "UntagResource".to_owned(),
+        }
+    }
 }
 
 fn route(method: &Method, path: &str) -> Result<Op, ApiError> {
@@ -307,10 +347,10 @@ async fn blocking(
 
 async fn dispatch(
     api: Arc<Api>,
+    op: Op,
     parts: &http::request::Parts,
     body: Bytes,
 ) -> Result<Value, ApiError> {
-    let op = route(&parts.method, parts.uri.path())?;
     let q = query_map(parts.uri.query());
     if let Some(owner) = q.get("meshOwner")
         && *owner != api.config.identity.account

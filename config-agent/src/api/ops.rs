@@ -14,6 +14,7 @@ use super::files::{self, FileOp};
 use super::resources::{Identity, Meta, RawReader, Target, count_in_mesh, entries, find, list_key};
 use super::sigv4::Credentials;
 use crate::model::{Kind, Model, Origin, Problems};
+use crate::server::AgentMetrics;
 use crate::store::{self, Store};
 
 /// App Mesh allows 50 tags per resource.
@@ -37,6 +38,7 @@ pub struct ApiConfig {
 pub struct Api {
     pub store: Arc<Store>,
     pub config: ApiConfig,
+    pub metrics: Arc<AgentMetrics>,
     writing: Mutex<()>,
 }
 
@@ -95,10 +97,11 @@ fn check_tags(tags: &Value) -> Result<&Vec<Value>, ApiError> {
 }
 
 impl Api {
-    pub fn new(store: Arc<Store>, config: ApiConfig) -> Arc<Api> {
+    pub fn new(store: Arc<Store>, metrics: Arc<AgentMetrics>, config: ApiConfig) -> Arc<Api> {
         Arc::new(Api {
             store,
             config,
+            metrics,
             writing: Mutex::new(()),
         })
     }

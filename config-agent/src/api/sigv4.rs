@@ -209,6 +209,8 @@ pub struct Signed<'a> {
     /// The path as it arrived (percent-encoded).
     pub raw_path: &'a str,
     pub raw_query: Option<&'a str>,
+    /// HTTP/2's `:authority`, which stands for the `host` header a client signed.
+    pub authority: Option<&'a str>,
     pub headers: &'a HeaderMap,
     pub body: &'a [u8],
 }
@@ -281,9 +283,13 @@ pub fn verify(creds: &Credentials, req: &Signed<'_>, now: SystemTime) -> Result<
     }
     let mut canonical_headers = String::new();
     for name in &a.signed_headers {
+        let mut values = header_text(name);
+        if *name == "host" && values.is_empty() {
+            values.extend(req.authority.map(str::to_owned));
+        }
         canonical_headers.push_str(name);
         canonical_headers.push(':');
-        canonical_headers.push_str(&header_text(name).join(","));
+        canonical_headers.push_str(&values.join(","));
         canonical_headers.push('\n');
     }
     let canonical_request = format!(
@@ -351,6 +357,7 @@ mod tests {
             method: "GET",
             raw_path: "/",
             raw_query: Some("Action=ListUsers&Version=2010-05-08"),
+            authority: None,
             headers: &headers,
             body: b"",
         };
