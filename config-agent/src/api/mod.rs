@@ -239,6 +239,11 @@ impl Op {
     }
 }
 
+/// The App Mesh operation `method path` names (`CreateRoute`, `ListMeshes`), or why it names none.
+pub fn operation(method: &Method, path: &str) -> Result<String, ApiError> {
+    route(method, path).map(|op| op.name())
+}
+
 fn route(method: &Method, path: &str) -> Result<Op, ApiError> {
     let unknown = || {
         ApiError::unknown_operation(format!(
