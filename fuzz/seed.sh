@@ -43,4 +43,15 @@ for f in "$root"/examples/mesh/* seeds/agent_resources/* \
     *) { printf '\000'; cat "$f"; } > "$tmp/agent"; add agent_resources "$tmp/agent" ;;
   esac
 done
+# The App Mesh API: a signed request (mode 0), and resource files to delete from (1 JSON, 2 YAML).
+printf '\000PUT /v20190125/meshes/m/virtualRouter/r/routes?meshOwner=1\nhost: 127.0.0.1:9080\nx-amz-date: 20150830T123600Z\nauthorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/appmesh/aws4_request, SignedHeaders=host;x-amz-date, Signature=00\n\n{"routeName": "x", "spec": {}}' > "$tmp/api"
+add api_request "$tmp/api"
+for f in "$root"/examples/mesh/resources/* seeds/agent_resources/*; do
+  [ -f "$f" ] || continue
+  case "$f" in
+    *.json) { printf '\001'; cat "$f"; } > "$tmp/api" ;;
+    *) { printf '\002'; cat "$f"; } > "$tmp/api" ;;
+  esac
+  add api_request "$tmp/api"
+done
 for t in corpus/*; do echo "$(ls "$t" | wc -l) seeds in $t"; done

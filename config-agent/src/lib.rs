@@ -9,6 +9,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod compile;
 pub mod explain;
 pub mod model;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use ferry_agent::api::{self, Api, ApiConfig, Credentials};
 use ferry_agent::compile::{self, Identity, Options};
 use ferry_agent::explain::{Request, explain};
 use ferry_agent::server::{Agent, admin, grpc};
@@ -48,6 +49,8 @@ enum Command {
         /// Log filter: trace, debug, info, warn, error, or a tracing directive list.
         #[arg(long, env = "FERRY_LOG_LEVEL", default_value = "info")]
         log_level: String,
+        #[command(flatten)]
+        api: Box<ApiFlags>,
     },
     /// Check the resources in DIR (App Mesh's rules, and that every proxy's table compiles).
     Validate {
@@ -89,6 +92,77 @@ enum Command {
     },
 }
 
+/// The App Mesh API's flags.
+#[derive(clap::Args, Debug)]
+struct ApiFlags {
+    /// The App Mesh API (2019-01-25): `aws appmesh --endpoint-url http://ADDR`.
+    #[arg(long, env = "FERRY_API_ADDR", default_value = "127.0.0.1:9080")]
+    api_addr: SocketAddr,
+    /// Write the bound API address here (for --api-addr with port 0).
+    #[arg(long)]
+    api_address_path: Option<PathBuf>,
+    /// The access key id API requests must be signed with (SigV4); its secret comes from
+    /// FERRY_API_SECRET_ACCESS_KEY or --api-secret-access-key-file.
+    #[arg(long, env = "FERRY_API_ACCESS_KEY_ID")]
+    api_access_key_id: Option<String>,
+    /// A file holding the secret access key (one line).
+    #[arg(long)]
+    api_secret_access_key_file: Option<PathBuf>,
+    /// Without an access key, accept API writes anyway (local use only: anyone who reaches
+    /// --api-addr can change the mesh).
+    #[arg(long)]
+    allow_unauthenticated: bool,
+    /// The region in the ARNs the API returns.
+    #[arg(long, env = "FERRY_API_REGION", default_value = "us-east-1")]
+    api_region: String,
+    /// The account id in the ARNs, meshOwner and resourceOwner.
+    #[arg(long, env = "FERRY_API_ACCOUNT", default_value = "000000000000")]
+    api_account: String,
+    /// The most resources one mesh may hold through the API (LimitExceededException beyond).
+    #[arg(long, default_value_t = 10_000)]
+    api_max_resources_per_mesh: usize,
+}
+
+impl ApiFlags {
+    fn config(&self) -> anyhow::Result<ApiConfig> {
+        let secret = match (
+            &self.api_secret_access_key_file,
+            std::env::var("FERRY_API_SECRET_ACCESS_KEY"),
+        ) {
+            (Some(f), _) => Some(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("cannot read {}", f.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, Ok(s)) => Some(s.trim().to_owned()),
+            (None, Err(_)) => None,
+        };
+        let credentials = match (&self.api_access_key_id, secret) {
+            (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => Some(Credentials {
+                access_key_id: id.clone(),
+                secret_access_key: secret,
+            }),
+            (None, None) => None,
+            (Some(_), _) => anyhow::bail!(
+                "--api-access-key-id needs its secret: set FERRY_API_SECRET_ACCESS_KEY or --api-secret-access-key-file"
+            ),
+            (None, Some(_)) => anyhow::bail!(
+                "a secret access key is set but no --api-access-key-id (FERRY_API_ACCESS_KEY_ID)"
+            ),
+        };
+        Ok(ApiConfig {
+            identity: api::Identity {
+                region: self.api_region.clone(),
+                account: self.api_account.clone(),
+            },
+            credentials,
+            allow_unauthenticated: self.allow_unauthenticated,
+            max_resources_per_mesh: self.api_max_resources_per_mesh,
+        })
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = match &cli.command {
@@ -108,6 +182,7 @@ fn main() -> ExitCode {
             admin_addr,
             grpc_address_path,
             admin_address_path,
+            api,
             ..
         } => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -121,6 +196,7 @@ fn main() -> ExitCode {
                     admin_addr,
                     grpc_address_path,
                     admin_address_path,
+                    api,
                 ))
             }),
         Command::Validate { dir } => return validate(&dir),
@@ -162,7 +238,9 @@ async fn serve(
     admin_addr: SocketAddr,
     grpc_address_path: Option<PathBuf>,
     admin_address_path: Option<PathBuf>,
+    api_flags: Box<ApiFlags>,
 ) -> anyhow::Result<()> {
+    let api_config = api_flags.config()?;
     let store = Store::new(resources.clone());
     store.reload_and_log();
     let _watcher = store::spawn_watcher(store.clone(), Duration::from_secs(10))
@@ -177,10 +255,24 @@ async fn serve(
         .with_context(|| format!("cannot listen on {admin_addr} (admin)"))?;
     let admin_local = admin_listener.local_addr()?;
     admin::spawn(agent.clone(), admin_listener);
-    tracing::info!(grpc = %grpc_local, admin = %admin_local, dir = %resources.display(), "ferry-agent serving");
+    let api_listener = tokio::net::TcpListener::bind(api_flags.api_addr)
+        .await
+        .with_context(|| format!("cannot listen on {} (App Mesh API)", api_flags.api_addr))?;
+    let api_local = api_listener.local_addr()?;
+    let auth = match (&api_config.credentials, api_config.allow_unauthenticated) {
+        (Some(_), _) => "SigV4 with the configured key",
+        (None, true) => "none (--allow-unauthenticated)",
+        (None, false) => "none configured: reads only",
+    };
+    api::spawn(
+        Api::new(agent.store.clone(), agent.metrics.clone(), api_config),
+        api_listener,
+    );
+    tracing::info!(grpc = %grpc_local, admin = %admin_local, api = %api_local, api_auth = auth, dir = %resources.display(), "ferry-agent serving");
     for (path, addr) in [
         (&grpc_address_path, grpc_local),
         (&admin_address_path, admin_local),
+        (&api_flags.api_address_path, api_local),
     ] {
         if let Some(p) = path {
             std::fs::write(p, addr.to_string())

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the color mesh of this directory on one machine:
 #   - demo apps for color-blue (127.0.0.2:8080), color-green (127.0.0.3:8080) and front (127.0.0.1:9080);
-#   - ferry-agent serving a copy of the resources (gRPC 127.0.0.1:15010, admin 127.0.0.1:15011);
+#   - ferry-agent serving a copy of the resources (gRPC 127.0.0.1:15010, admin 127.0.0.1:15011, and the
+#     App Mesh API on 127.0.0.1:15080, open for writes: front's app holds its default port 9080);
 #   - the front node's ferry-proxy following it (ingress :15000, egress 127.0.0.1:15001, admin :9901).
 # Then it shows the weighted split, the header route, an edit of the router reaching the proxy, and
 # the agent's view of its proxies. It keeps everything running until Ctrl-C (or exits at once with
@@ -16,7 +17,8 @@ cp examples/mesh/resources/* "$work/resources/"
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 
 "$bin/ferry-proxy" demo --config examples/mesh/apps.yaml --requests 0 --admin-addr 127.0.0.1:9902 >"$work/apps.log" 2>&1 &
-"$bin/ferry-agent" serve --resources "$work/resources" --grpc-addr 127.0.0.1:15010 --admin-addr 127.0.0.1:15011 2>"$work/agent.log" &
+"$bin/ferry-agent" serve --resources "$work/resources" --grpc-addr 127.0.0.1:15010 --admin-addr 127.0.0.1:15011 \
+  --api-addr 127.0.0.1:15080 --allow-unauthenticated 2>"$work/agent.log" &
 "$bin/ferry-proxy" --agent http://127.0.0.1:15010 --node color-mesh/virtualNode/front \
   --state-dir "$work/state" --admin-addr 127.0.0.1:9901 >/dev/null 2>"$work/proxy.log" &
 

@@ -47,6 +47,8 @@ pub struct AgentProcess {
     child: Child,
     pub grpc: SocketAddr,
     pub admin: SocketAddr,
+    /// The App Mesh API (`--api-addr`, on a port chosen by the OS).
+    pub api: SocketAddr,
     pub resources: PathBuf,
     logs: tempfile::TempDir,
 }
@@ -60,6 +62,16 @@ impl AgentProcess {
 
     /// Starts the agent with its gRPC server on `grpc` (to bring it back on the same port).
     pub async fn start_on(resources: &Path, grpc: SocketAddr) -> anyhow::Result<AgentProcess> {
+        Self::start_with(resources, grpc, &[], &[]).await
+    }
+
+    /// Starts the agent with extra `serve` arguments and environment variables.
+    pub async fn start_with(
+        resources: &Path,
+        grpc: SocketAddr,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<AgentProcess> {
         let level = std::env::var("FERRY_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".into());
         // The port may still be held for a moment after the previous agent died: retry.
         let mut attempts = 0;
@@ -68,6 +80,7 @@ impl AgentProcess {
             let logs = tempfile::tempdir()?;
             let grpc_file = logs.path().join("grpc.addr");
             let admin_file = logs.path().join("admin.addr");
+            let api_file = logs.path().join("api.addr");
             let child = Command::new(agent_bin())
                 .arg("serve")
                 .arg("--resources")
@@ -78,7 +91,12 @@ impl AgentProcess {
                 .arg(&grpc_file)
                 .arg("--admin-address-path")
                 .arg(&admin_file)
+                .args(["--api-addr", "127.0.0.1:0"])
+                .arg("--api-address-path")
+                .arg(&api_file)
                 .args(["--log-level", &level])
+                .args(args)
+                .envs(env.iter().copied())
                 .stdout(Stdio::null())
                 .stderr(Stdio::from(std::fs::File::create(
                     logs.path().join("stderr.log"),
@@ -89,6 +107,7 @@ impl AgentProcess {
                 child,
                 grpc,
                 admin: "127.0.0.1:0".parse()?,
+                api: "127.0.0.1:0".parse()?,
                 resources: resources.to_owned(),
                 logs,
             };
@@ -97,13 +116,16 @@ impl AgentProcess {
                 if let Some(status) = a.child.try_wait()? {
                     break format!("ferry-agent exited early ({status}): {}", a.stderr());
                 }
-                if let (Ok(g), Ok(ad)) = (
+                if let (Ok(g), Ok(ad), Ok(ap)) = (
                     std::fs::read_to_string(&grpc_file),
                     std::fs::read_to_string(&admin_file),
-                ) && let (Ok(g), Ok(ad)) = (g.trim().parse(), ad.trim().parse())
+                    std::fs::read_to_string(&api_file),
+                ) && let (Ok(g), Ok(ad), Ok(ap)) =
+                    (g.trim().parse(), ad.trim().parse(), ap.trim().parse())
                 {
                     a.grpc = g;
                     a.admin = ad;
+                    a.api = ap;
                     if a.admin_get("/live").await.is_ok() {
                         return Ok(a);
                     }

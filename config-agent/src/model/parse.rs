@@ -115,7 +115,7 @@ fn is_blank_or_comment(line: &str) -> bool {
 }
 
 /// Splits YAML text into documents at `---` lines; each with the number of lines before it.
-fn yaml_documents(text: &str) -> Vec<(usize, String)> {
+pub(crate) fn yaml_documents(text: &str) -> Vec<(usize, String)> {
     let mut docs = Vec::new();
     let mut current = String::new();
     let mut start = 0;

@@ -13,6 +13,8 @@ pub struct AgentMetrics {
     pub compile_errors: IntCounter,
     pub ack_latency: Histogram,
     pub reloads: IntCounterVec,
+    /// App Mesh API requests by operation and result (`ok` or the error code).
+    pub api_requests: IntCounterVec,
     pub resources: IntGauge,
     pub generation: IntGauge,
     pub ready: IntGauge,
@@ -57,6 +59,15 @@ impl AgentMetrics {
         )
         .unwrap_or_else(|_| unreachable_metric());
         let _ = registry.register(Box::new(reloads.clone()));
+        let api_requests = IntCounterVec::new(
+            Opts::new(
+                "ferry_agent_api_requests_total",
+                "App Mesh API requests, by operation (CreateRoute, ...) and result (ok, or the error code)",
+            ),
+            &["operation", "result"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let _ = registry.register(Box::new(api_requests.clone()));
         AgentMetrics {
             connected: gauge(
                 "ferry_agent_connected_proxies",
@@ -86,6 +97,7 @@ impl AgentMetrics {
             ready: gauge("ferry_agent_ready", "1 once a valid resource set is loaded"),
             ack_latency,
             reloads,
+            api_requests,
             registry,
         }
     }

@@ -80,8 +80,8 @@ pub fn read_files(dir: &Path) -> Result<Vec<(String, String)>, Problems> {
     }
 }
 
-/// Parses, gathers and validates the given files.
-pub fn load_files(files: &[(String, String)]) -> Result<Model, Problems> {
+/// Parses and gathers the given files, without validating them.
+pub fn parse_files(files: &[(String, String)]) -> Result<Model, Problems> {
     let mut resources = Vec::new();
     let mut problems = Vec::new();
     for (name, text) in files {
@@ -94,7 +94,12 @@ pub fn load_files(files: &[(String, String)]) -> Result<Model, Problems> {
     if !problems.is_empty() {
         return Err(Problems(problems));
     }
-    let model = Model::build(resources)?;
+    Model::build(resources)
+}
+
+/// Parses, gathers and validates the given files.
+pub fn load_files(files: &[(String, String)]) -> Result<Model, Problems> {
+    let model = parse_files(files)?;
     crate::validate::validate(&model)?;
     Ok(model)
 }

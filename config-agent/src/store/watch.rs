@@ -29,6 +29,9 @@ pub struct Store {
     pub dir: PathBuf,
     tx: watch::Sender<Arc<StoreState>>,
     last_hash: Mutex<Option<u64>>,
+    /// Held for a whole reload, so that a reload which returns has published what it read: the
+    /// API reloads right after writing a file, while the watcher may be reloading the same change.
+    reloading: Mutex<()>,
     pub accepted: AtomicU64,
     pub rejected: AtomicU64,
 }
@@ -54,6 +57,7 @@ impl Store {
             dir,
             tx,
             last_hash: Mutex::new(None),
+            reloading: Mutex::new(()),
             accepted: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
         })
@@ -69,6 +73,7 @@ impl Store {
 
     /// Reads the directory again; a valid, different model replaces the current one.
     pub fn reload(&self) -> Reload {
+        let _reloading = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let files = match super::read_files(&self.dir) {
             Ok(f) => f,
             Err(p) => return self.reject(p, None),
