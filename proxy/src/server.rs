@@ -305,6 +305,15 @@ impl Proxy {
                 .collect()
         };
         let still = routes(next);
+        // Retired first: a request still running on the old table must not create a removed
+        // route's series after they are removed (route series are created on first use).
+        for l in &prev.listeners {
+            for r in l.table.vhosts.hosts.iter().flat_map(|v| v.routes.iter()) {
+                if !still.contains(&(l.name.clone(), r.name.clone())) {
+                    r.metrics.retire();
+                }
+            }
+        }
         for (listener, route) in routes(prev).difference(&still) {
             self.metrics.remove_route(listener, route);
         }
