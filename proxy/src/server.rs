@@ -149,7 +149,11 @@ impl Proxy {
             .map(|l| (l.name, l.address))
             .collect();
         let table = self.current();
-        let view = StatsView::new(table.as_ref().map(|t| &*t.source), &bound, &self.stats);
+        let view = StatsView::new(
+            table.as_ref().map(|t| t.source.outline()),
+            &bound,
+            &self.stats,
+        );
         crate::metrics::encode_families(&envoy_stats::expose(native, &self.stats, &view))
     }
 
