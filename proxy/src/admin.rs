@@ -132,10 +132,17 @@ async fn route(
             proxy.stats_exposition().await,
         ),
         "/config_dump" => match proxy.current() {
-            Some(t) => {
-                let table = serde_json::to_value(&*t.source).unwrap_or_default();
-                json(&json!({ "version": t.version, "table": table }))
-            }
+            Some(t) => match t.source.table() {
+                Ok(table) => {
+                    let table = serde_json::to_value(&table).unwrap_or_default();
+                    json(&json!({ "version": t.version, "table": table }))
+                }
+                // Encoded by this process from a valid table: not expected, but not a panic.
+                Err(e) => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the stored table does not decode: {e}\n"),
+                ),
+            },
             None => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no routing table loaded yet\n",

@@ -1,6 +1,11 @@
-//! Prometheus metrics. Families are registered once; the handles a request touches (per route,
-//! cluster and listener) are resolved when a table is compiled, so the request path only does
-//! atomic adds. Labels are bounded: listener, route, cluster and status class, never paths.
+//! Prometheus metrics. Families are registered once; the handles a request touches (per cluster
+//! and listener) are resolved when a table is compiled, so the request path only does atomic
+//! adds. A route's series are created on its first request instead (see [`RouteMetrics`]): a
+//! table of 10,000 routes would otherwise hold 50,000 idle series, ~3 KB of heap per route.
+//! Labels are bounded: listener, route, cluster and status class, never paths.
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -345,15 +350,23 @@ impl Metrics {
         self.config_info.with_label_values(&[version]).set(1);
     }
 
+    /// A route's request counters. Nothing is registered until the route's first request.
     pub fn route(&self, listener: &str, route: &str) -> RouteMetrics {
-        RouteMetrics {
-            requests: CLASSES.map(|c| self.downstream_rq.with_label_values(&[listener, route, c])),
-        }
+        RouteMetrics(Arc::new(RouteSeries {
+            family: self.downstream_rq.clone(),
+            listener: listener.into(),
+            route: route.into(),
+            counters: OnceLock::new(),
+            retired: AtomicBool::new(false),
+        }))
     }
 
     pub fn listener(&self, listener: &str) -> ListenerMetrics {
+        // The listener's no-route series are few (one set per listener): they exist from the start.
+        let no_route = self.route(listener, "");
+        no_route.counters();
         ListenerMetrics {
-            no_route: self.route(listener, ""),
+            no_route,
             duration: self.downstream_rq_time.with_label_values(&[listener]),
             cx_active: self.downstream_cx_active.with_label_values(&[listener]),
             cx_total: self.downstream_cx_total.with_label_values(&[listener]),
@@ -503,15 +516,68 @@ pub fn anonymous_memory() -> Option<u64> {
     kb.checked_mul(1024)
 }
 
-/// Per-route request counters, one per status class.
+/// Per-route request counters, one per status class, created on the route's first request:
+/// a route that never had traffic exports no series (and costs ~150 bytes instead of five
+/// labelled series). After the first request the route has all five class series, as a route
+/// had from the start before. Recording is an atomic load (the `OnceLock`) and an atomic add;
+/// only the first request of a route in a compiled table takes the family's lock, once.
 #[derive(Clone)]
-pub struct RouteMetrics {
-    requests: [IntCounter; 5],
+pub struct RouteMetrics(Arc<RouteSeries>);
+
+struct RouteSeries {
+    family: IntCounterVec,
+    listener: Box<str>,
+    route: Box<str>,
+    counters: OnceLock<[IntCounter; 5]>,
+    /// Set when the route has left the table (see [`RouteMetrics::retire`]).
+    retired: AtomicBool,
 }
 
 impl RouteMetrics {
     pub fn record(&self, status: u16) {
-        self.requests[class_index(status)].inc();
+        if let Some(c) = self.counters_if_live() {
+            c[class_index(status)].inc();
+        }
+    }
+
+    /// Whether the route's series exist (it has had a request).
+    pub fn is_created(&self) -> bool {
+        self.0.counters.get().is_some()
+    }
+
+    /// Marks a route that the new table no longer has, before its series are removed: a request
+    /// still running on the old table then counts nowhere instead of creating the series again
+    /// (which would export a removed route forever).
+    pub fn retire(&self) {
+        self.0.retired.store(true, Ordering::SeqCst);
+    }
+
+    fn counters_if_live(&self) -> Option<&[IntCounter; 5]> {
+        if let Some(c) = self.0.counters.get() {
+            return Some(c);
+        }
+        if self.0.retired.load(Ordering::SeqCst) {
+            return None;
+        }
+        let c = self.counters();
+        // Retired between the check and the creation: the remover may have run before the
+        // series existed, so remove them here (SeqCst: one of the two sees the other).
+        if self.0.retired.load(Ordering::SeqCst) {
+            let s = &self.0;
+            for class in CLASSES {
+                let _ = s
+                    .family
+                    .remove_label_values(&[&s.listener, &s.route, class]);
+            }
+        }
+        Some(c)
+    }
+
+    fn counters(&self) -> &[IntCounter; 5] {
+        let s = &self.0;
+        s.counters.get_or_init(|| {
+            CLASSES.map(|c| s.family.with_label_values(&[&s.listener, &s.route, c]))
+        })
     }
 }
 
@@ -581,6 +647,59 @@ mod tests {
             )
         );
         assert!(text.contains("ferry_config_info{version=\"v1\"} 1"));
+    }
+
+    #[test]
+    fn route_series_appear_on_the_first_request_with_every_class() {
+        let m = Metrics::new();
+        let r = m.route("web", "idle");
+        let series = |text: &str| {
+            text.lines()
+                .filter(|l| l.contains("route=\"idle\""))
+                .count()
+        };
+        assert_eq!(series(&m.encode()), 0, "an idle route exports nothing");
+        assert!(!r.is_created());
+        r.record(404);
+        let text = m.encode();
+        assert_eq!(series(&text), 5, "{text}");
+        assert!(text.contains(
+            "ferry_http_downstream_requests_total{code_class=\"4xx\",listener=\"web\",route=\"idle\"} 1"
+        ));
+        assert!(text.contains(
+            "ferry_http_downstream_requests_total{code_class=\"2xx\",listener=\"web\",route=\"idle\"} 0"
+        ));
+        // A recompiled table's handle for the same route continues the same series.
+        m.route("web", "idle").record(404);
+        assert!(m.encode().contains(
+            "ferry_http_downstream_requests_total{code_class=\"4xx\",listener=\"web\",route=\"idle\"} 2"
+        ));
+    }
+
+    #[test]
+    fn a_retired_route_does_not_bring_its_series_back() {
+        let m = Metrics::new();
+        let r = m.route("web", "gone");
+        r.retire();
+        m.remove_route("web", "gone");
+        r.record(200);
+        assert!(!m.encode().contains("route=\"gone\""));
+        // One that had traffic keeps counting into its (removed) counters, exported nowhere.
+        let used = m.route("web", "used");
+        used.record(200);
+        used.retire();
+        m.remove_route("web", "used");
+        used.record(200);
+        assert!(!m.encode().contains("route=\"used\""));
+    }
+
+    #[test]
+    fn a_listener_exports_its_no_route_series_from_the_start() {
+        let m = Metrics::new();
+        let _l = m.listener("web");
+        assert!(m.encode().contains(
+            "ferry_http_downstream_requests_total{code_class=\"4xx\",listener=\"web\",route=\"\"} 0"
+        ));
     }
 
     #[test]

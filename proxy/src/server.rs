@@ -153,7 +153,11 @@ impl Proxy {
             .map(|l| (l.name, l.address))
             .collect();
         let table = self.current();
-        let view = StatsView::new(table.as_ref().map(|t| &*t.source), &bound, &self.stats);
+        let view = StatsView::new(
+            table.as_ref().map(|t| t.source.outline()),
+            &bound,
+            &self.stats,
+        );
         crate::metrics::encode_families(&envoy_stats::expose(native, &self.stats, &view))
     }
 
@@ -303,20 +307,19 @@ impl Proxy {
                 self.metrics.remove_cluster(name);
             }
         }
-        let routes = |t: &RuntimeTable| -> HashSet<(String, String)> {
-            t.listeners
-                .iter()
-                .flat_map(|l| {
-                    l.table.vhosts.hosts.iter().flat_map(move |v| {
-                        v.routes
-                            .iter()
-                            .map(move |r| (l.name.clone(), r.name.clone()))
-                    })
-                })
-                .collect()
-        };
-        let still = routes(next);
-        for (listener, route) in routes(prev).difference(&still) {
+        let still: HashSet<(&str, &str)> = route_names(next).collect();
+        // Retired first: a request still running on the old table must not create a removed
+        // route's series after they are removed (route series are created on first use).
+        let mut gone = HashSet::new();
+        for l in &prev.listeners {
+            for r in l.table.vhosts.hosts.iter().flat_map(|v| v.routes.iter()) {
+                if !still.contains(&(l.name.as_str(), r.name.as_str())) {
+                    r.metrics.retire();
+                    gone.insert((l.name.as_str(), r.name.as_str()));
+                }
+            }
+        }
+        for (listener, route) in gone {
             self.metrics.remove_route(listener, route);
         }
     }
@@ -527,4 +530,15 @@ mod graveyard {
             assert_eq!(freed_on.as_deref(), Ok("ferry-free"));
         }
     }
+}
+
+/// (listener, route) of every HTTP route in `t`.
+fn route_names(t: &RuntimeTable) -> impl Iterator<Item = (&str, &str)> {
+    t.listeners.iter().flat_map(|l| {
+        l.table.vhosts.hosts.iter().flat_map(move |v| {
+            v.routes
+                .iter()
+                .map(move |r| (l.name.as_str(), r.name.as_str()))
+        })
+    })
 }

@@ -117,3 +117,70 @@ fn which_promtool() -> String {
     );
     path
 }
+
+/// A route's series appear on its first request (all five status classes), continue across a
+/// table swap that keeps the route, and go when a swap removes it.
+#[tokio::test]
+async fn route_series_appear_on_first_request_and_go_with_the_route() {
+    let up = Upstream::start("a", UpstreamProtocol::Http1).await;
+    let api = "- name: api\n  match: { prefix: /api }\n  action: { weightedTargets: [{ cluster: a, weight: 1 }] }\n";
+    let idle = "- name: idle\n  match: { prefix: /idle }\n  action: { weightedTargets: [{ cluster: a, weight: 1 }] }\n";
+    let clusters: &[(&str, &[std::net::SocketAddr], &str)] = &[("a", &[up.addr], "HTTP1")];
+    let v1 = format!(
+        "version: v1\n{}",
+        table_yaml(&format!("{api}{idle}"), clusters)
+    );
+    let proxy = ProxyProcess::start(&v1).await.expect("proxy");
+    let url = proxy.url("web").await;
+    let c = Client::http1();
+    let series = |m: &str, route: &str| {
+        m.lines()
+            .filter(|l| {
+                l.starts_with("ferry_http_downstream_requests_total{")
+                    && l.contains(&format!("route=\"{route}\""))
+            })
+            .count()
+    };
+    assert_eq!(
+        c.get(&format!("{url}/api/ok")).await.expect("ok").status,
+        200
+    );
+    let m = proxy.metrics().await;
+    assert_eq!(series(&m, "api"), 5, "{m}");
+    assert_eq!(
+        series(&m, "idle"),
+        0,
+        "a route without traffic exports no series:\n{m}"
+    );
+
+    assert_eq!(
+        c.get(&format!("{url}/idle/ok")).await.expect("ok").status,
+        200
+    );
+    let m = proxy.metrics().await;
+    assert_eq!(series(&m, "idle"), 5, "{m}");
+    let v = |m: &str, s: &str| ferry_tests::proxy::metric_value(m, s);
+    let idle_2xx =
+        "ferry_http_downstream_requests_total{code_class=\"2xx\",listener=\"web\",route=\"idle\"}";
+    let idle_5xx =
+        "ferry_http_downstream_requests_total{code_class=\"5xx\",listener=\"web\",route=\"idle\"}";
+    assert_eq!(v(&m, idle_2xx), 1.0);
+    assert_eq!(v(&m, idle_5xx), 0.0);
+
+    // v2 keeps `api` (its count continues) and drops `idle` (its series go).
+    proxy.write_config(&format!("version: v2\n{}", table_yaml(api, clusters)));
+    proxy.wait_for_version("v2").await.expect("v2");
+    assert_eq!(
+        c.get(&format!("{url}/api/ok")).await.expect("ok").status,
+        200
+    );
+    let m = proxy.metrics().await;
+    assert_eq!(
+        v(
+            &m,
+            "ferry_http_downstream_requests_total{code_class=\"2xx\",listener=\"web\",route=\"api\"}"
+        ),
+        2.0
+    );
+    assert_eq!(series(&m, "idle"), 0, "{m}");
+}

@@ -96,7 +96,7 @@ pub fn compile_with(
     };
     Ok(RuntimeTable {
         version,
-        source: Arc::new(source),
+        source: super::TableSource::new(source),
         listeners,
         clusters,
         dns: dns.map(|d| d.config),

@@ -25,11 +25,45 @@ use crate::tls::server::ServerTls;
 
 pub struct RuntimeTable {
     pub version: String,
-    pub source: Arc<v1::RoutingTable>,
+    pub source: TableSource,
     pub listeners: Vec<ListenerSpec>,
     pub clusters: HashMap<String, Arc<Cluster>>,
     /// The resolver settings of its DNS clusters; `None` when it has none.
     pub dns: Option<Arc<crate::discovery::DnsConfig>>,
+}
+
+/// The table as it was given, kept small: decoded protobuf structs weigh ~1 KB per route (every
+/// optional field inline), the protobuf encoding ~60 bytes. `/config_dump` decodes it when asked;
+/// the Envoy-compatible stats, which read it at every scrape, get the outline (no routes).
+pub struct TableSource {
+    encoded: Vec<u8>,
+    outline: v1::RoutingTable,
+}
+
+impl TableSource {
+    pub fn new(mut table: v1::RoutingTable) -> TableSource {
+        let encoded = prost::Message::encode_to_vec(&table);
+        for l in &mut table.listeners {
+            l.tcp_routes = Vec::new();
+            for v in &mut l.virtual_hosts {
+                v.routes = Vec::new();
+            }
+        }
+        TableSource {
+            encoded,
+            outline: table,
+        }
+    }
+
+    /// The whole table, decoded from its stored encoding.
+    pub fn table(&self) -> Result<v1::RoutingTable, prost::DecodeError> {
+        prost::Message::decode(self.encoded.as_slice())
+    }
+
+    /// The table without its routes (HTTP and TCP): listeners, virtual hosts and clusters.
+    pub fn outline(&self) -> &v1::RoutingTable {
+        &self.outline
+    }
 }
 
 /// A listener's socket identity plus what it serves.
@@ -173,5 +207,27 @@ mod egress_tests {
         assert!(!host_matches("*.amazonaws.com", "s3.amazonaws.com.evil.io"));
         assert!(host_matches("api.example.com", "API.example.com"));
         assert!(!host_matches("api.example.com", "x.api.example.com"));
+    }
+}
+
+#[cfg(test)]
+mod source_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::TableSource;
+
+    #[test]
+    fn the_stored_table_decodes_whole_and_the_outline_has_no_routes() {
+        let yaml = "version: v7\nlisteners:\n  - name: web\n    address: 127.0.0.1:8080\n    virtualHosts:\n      - name: all\n        domains: [\"*\"]\n        routes:\n          - name: r\n            match: { prefix: /api, headers: [{ name: x-v, exact: b }] }\n            action: { weightedTargets: [{ cluster: c, weight: 1 }] }\n  - name: db\n    address: 127.0.0.1:5432\n    protocol: TCP\n    tcpRoutes: [{ name: t, weightedTargets: [{ cluster: c, weight: 1 }] }]\nclusters:\n  - name: c\n    staticEndpoints: { endpoints: [{ address: 127.0.0.1:9000 }] }\n";
+        let table = ferry_api::decode_yaml(yaml, "t.yaml").expect("valid");
+        assert_eq!(table.listeners[0].virtual_hosts[0].routes.len(), 1);
+        let source = TableSource::new(table.clone());
+        assert_eq!(source.table().expect("decodes"), table);
+        let outline = source.outline();
+        assert_eq!(outline.version, "v7");
+        assert_eq!(outline.clusters, table.clusters);
+        assert_eq!(outline.listeners[0].virtual_hosts[0].domains, ["*"]);
+        assert!(outline.listeners[0].virtual_hosts[0].routes.is_empty());
+        assert!(outline.listeners[1].tcp_routes.is_empty());
+        assert_eq!(outline.listeners[1].protocol, table.listeners[1].protocol);
     }
 }
