@@ -1,7 +1,5 @@
 //! Metrics: the exposition is valid (promtool) and its counts match the traffic sent.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: failures should be loud
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 use ferry_tests::{Client, ProxyProcess, Upstream, UpstreamProtocol, table_yaml};
 
@@ -82,40 +80,8 @@ async fn counts_match_traffic_and_promtool_accepts_the_exposition() {
     assert_eq!(v("ferry_server_live"), 1.0);
     assert!(m.contains("ferry_config_info{version=\"sha-fnv-"), "{m}");
 
-    let promtool = which_promtool();
-    let mut child = Command::new(&promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(m.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("promtool output");
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn which_promtool() -> String {
-    let found = Command::new("sh")
-        .args(["-c", "command -v promtool"])
-        .output()
-        .expect("sh");
-    let path = String::from_utf8_lossy(&found.stdout).trim().to_owned();
-    assert!(
-        !path.is_empty(),
-        "promtool is not installed: `apt-get install -y prometheus` (scripts/test.sh does it for you)"
-    );
-    path
+    let (code, out) = ferry_tests::prom::promtool_check(&m);
+    assert_eq!(code, 0, "promtool check metrics failed:\n{out}");
 }
 
 /// A route's series appear on its first request (all five status classes), continue across a

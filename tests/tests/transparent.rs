@@ -95,6 +95,12 @@ impl Host {
     }
 
     /// `curl -s` in this namespace; returns the body (and status with `-w`).
+    /// The first line a TCP server at `ip:port` sends, read from this host by bash's /dev/tcp.
+    fn first_line_from(&self, ip: &str, port: u16) -> String {
+        let script = format!("exec 3<>/dev/tcp/{ip}/{port}; timeout 3 head -1 <&3");
+        self.try_exec(&["bash", "-c", &script])
+    }
+
     fn curl(&self, args: &[&str]) -> String {
         let mut all = vec!["curl", "-s", "--max-time", "5"];
         all.extend_from_slice(args);
@@ -427,10 +433,7 @@ clusters:
   - { name: db, protocol: TCP, staticEndpoints: { endpoints: [{ address: "198.51.100.2:6432" }] } }
 "#;
     start_proxy(&mut client, &dir, table);
-    let banner = |port: u16| {
-        let script = format!("exec 3<>/dev/tcp/198.51.100.2/{port}; timeout 3 head -1 <&3");
-        client.try_exec(&["bash", "-c", &script])
-    };
+    let banner = |port: u16| client.first_line_from("198.51.100.2", port);
     assert_eq!(banner(5432), "db\n", "the TCP route for the service port");
     let passed = banner(6433);
     let log = std::fs::read_to_string(dir.path().join("proxy.log")).unwrap_or_default();
@@ -503,10 +506,7 @@ clusters:
         routed.contains("\"upstream\":\"v1\"") && routed.contains("x-forwarded-for"),
         "HTTP routed by port and Host: {routed}"
     );
-    let banner2 = |port: u16| {
-        let script = format!("exec 3<>/dev/tcp/198.51.100.2/{port}; timeout 3 head -1 <&3");
-        client2.try_exec(&["bash", "-c", &script])
-    };
+    let banner2 = |port: u16| client2.first_line_from("198.51.100.2", port);
     assert_eq!(banner2(5432), "db\n", "the TCP route on the HTTP listener");
     assert_eq!(
         banner2(6433),
