@@ -3,7 +3,9 @@
 //! trace context (traceparent, B3, x-amzn-trace-id).
 #![no_main]
 use arbitrary::Arbitrary;
-use ferry_proxy::http::{add_forwarding, ensure_request_id, strip_hop_by_hop, wants_upgrade};
+use ferry_proxy::http::{
+    add_forwarding, client_ip_value, ensure_request_id, strip_hop_by_hop, wants_upgrade,
+};
 use ferry_proxy::route::{VirtualHost, VirtualHosts, normalize_path};
 use ferry_proxy::tracing_export::context;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -76,8 +78,18 @@ fuzz_target!(|input: Input| {
     if !upgrade {
         assert!(!h.contains_key("connection") && !h.contains_key("upgrade"));
     }
+    if let Some(te) = h.get("te") {
+        assert!(
+            te.as_bytes().eq_ignore_ascii_case(b"trailers"),
+            "TE {te:?} survived"
+        );
+    }
     let client = std::net::IpAddr::from(input.client);
-    add_forwarding(&mut h, client, if input.https { "https" } else { "http" });
+    add_forwarding(
+        &mut h,
+        &client_ip_value(client),
+        if input.https { "https" } else { "http" },
+    );
     let xff = h
         .get("x-forwarded-for")
         .expect("x-forwarded-for is always set");

@@ -58,6 +58,8 @@ pub struct ConnInfo {
     /// Requests in flight and bytes moving, for the connection's idle timeout.
     pub activity: Arc<ConnActivity>,
     pub remote: SocketAddr,
+    /// `remote`'s address as sent in X-Forwarded-For.
+    pub client_ip: http::HeaderValue,
     pub local: SocketAddr,
     /// The destination port used for route port matches (the original one in transparent mode).
     pub port: u16,
@@ -120,6 +122,7 @@ pub fn serve_connection(
         let info = ConnInfo {
             activity: Arc::new(ConnActivity::default()),
             remote,
+            client_ip: super::headers::client_ip_value(remote.ip()),
             local,
             port: original_dst.map_or(ctx.local_addr.port(), |d| d.port()),
             original_dst,

@@ -57,7 +57,7 @@ pub async fn handle(
 
     // Forwarding headers first, so the access log sees the request id and XFF as sent upstream.
     strip_hop_by_hop(&mut parts.headers, upgrade);
-    add_forwarding(&mut parts.headers, conn.remote.ip(), conn.scheme);
+    add_forwarding(&mut parts.headers, &conn.client_ip, conn.scheme);
     ensure_request_id(&mut parts.headers);
     // Tracing: starts the span and updates the forwarded traceparent (nothing when not configured).
     let span = ctx.tracer.as_ref().and_then(|tracer| {

@@ -16,42 +16,59 @@ static TRAILER: HeaderName = HeaderName::from_static("trailer");
 
 /// Removes hop-by-hop headers. With `upgrade`, `Connection: upgrade` and `Upgrade` stay so the
 /// upgrade handshake reaches the other side. `TE: trailers` stays (gRPC needs it).
+///
+/// Runs on every request and response, so it first scans the names once (standard names compare
+/// as an enum tag) and returns when there is nothing to strip, the common case for requests;
+/// removing by name hashes the name and probes the map, nine times per message otherwise.
 pub fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
-    // Headers the sender listed in Connection are hop-by-hop too.
-    if let Some(conn) = h.get(CONNECTION) {
-        let listed: Vec<HeaderName> = conn
-            .to_str()
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .filter(|n| !(upgrade && *n == UPGRADE))
-            .collect();
-        for name in listed {
-            h.remove(name);
-        }
-        if !upgrade {
-            h.remove(CONNECTION);
+    if !h.keys().any(is_hop_by_hop) {
+        return;
+    }
+    // Headers the sender listed in Connection are hop-by-hop too. The value is a shared view
+    // (cloning bumps a count), so the names can be removed while it is read.
+    if let Some(conn) = h.get(CONNECTION).cloned() {
+        for token in conn.to_str().unwrap_or("").split(',').map(str::trim) {
+            // The usual tokens name no header to remove (`keep-alive` is removed below).
+            if token.eq_ignore_ascii_case("keep-alive")
+                || token.eq_ignore_ascii_case("close")
+                || token.eq_ignore_ascii_case("upgrade")
+            {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                h.remove(name);
+            }
         }
     }
-    for name in [
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &PROXY_AUTHENTICATE,
-        &PROXY_AUTHORIZATION,
-        &TRAILER,
-    ] {
+    let keep_te = h
+        .get(TE)
+        .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    // Each removal ends the scan (the map changed); a message carries few hop-by-hop names.
+    while let Some(name) = h
+        .keys()
+        .find(|n| is_hop_by_hop(n) && !keeps(n, upgrade, keep_te))
+        .cloned()
+    {
         h.remove(name);
     }
-    h.remove(TRANSFER_ENCODING);
-    if !upgrade {
-        h.remove(UPGRADE);
-    }
-    if let Some(te) = h.get(TE) {
-        let trailers_only = te.as_bytes().eq_ignore_ascii_case(b"trailers");
-        if !trailers_only {
-            h.remove(TE);
-        }
-    }
+}
+
+/// The hop-by-hop headers of RFC 9110 §7.6.1, plus the legacy ones proxies strip.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == CONNECTION
+        || name == TRANSFER_ENCODING
+        || name == UPGRADE
+        || name == TE
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+        || name == PROXY_AUTHENTICATE
+        || name == PROXY_AUTHORIZATION
+        || name == TRAILER
+}
+
+/// The hop-by-hop headers that stay: the upgrade handshake's, and `TE: trailers`.
+fn keeps(name: &HeaderName, upgrade: bool, keep_te: bool) -> bool {
+    (upgrade && (name == CONNECTION || name == UPGRADE)) || (keep_te && name == TE)
 }
 
 /// Whether the request asks for an HTTP/1.1 protocol upgrade (e.g. WebSocket).
@@ -65,18 +82,26 @@ pub fn wants_upgrade(h: &HeaderMap) -> bool {
         })
 }
 
-/// Appends the client address to X-Forwarded-For and sets X-Forwarded-Proto if absent.
-pub fn add_forwarding(h: &mut HeaderMap, client: IpAddr, scheme: &'static str) {
-    let ip = client.to_string();
+/// The client address as an X-Forwarded-For element: formatted once per connection, not once
+/// per request.
+pub fn client_ip_value(client: IpAddr) -> HeaderValue {
+    // An IP address is always a valid header value; the fallback is never taken.
+    HeaderValue::from_str(&client.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+/// Appends the client address (see [`client_ip_value`]) to X-Forwarded-For and sets
+/// X-Forwarded-Proto if absent.
+pub fn add_forwarding(h: &mut HeaderMap, client: &HeaderValue, scheme: &'static str) {
     let value = match h.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
         Some(prev) if !prev.is_empty() => {
+            let ip = client.as_bytes();
             let mut v = Vec::with_capacity(prev.len() + 2 + ip.len());
             v.extend_from_slice(prev);
             v.extend_from_slice(b", ");
-            v.extend_from_slice(ip.as_bytes());
+            v.extend_from_slice(ip);
             HeaderValue::from_bytes(&v).ok()
         }
-        _ => HeaderValue::from_str(&ip).ok(),
+        _ => Some(client.clone()),
     };
     if let Some(v) = value {
         h.insert(X_FORWARDED_FOR.clone(), v);
@@ -142,7 +167,11 @@ mod tests {
     #[test]
     fn forwarding_headers() {
         let mut h = map(&[("x-forwarded-for", "10.0.0.1")]);
-        add_forwarding(&mut h, "127.0.0.1".parse().expect("ip"), "http");
+        add_forwarding(
+            &mut h,
+            &client_ip_value("127.0.0.1".parse().expect("ip")),
+            "http",
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
     }

@@ -14,4 +14,6 @@ pub use body::{
 pub use conn::{ConnInfo, ListenerCtx, serve_connection};
 pub use handler::handle;
 /// Public for the fuzz targets (fuzz/) as much as for the handler.
-pub use headers::{add_forwarding, ensure_request_id, strip_hop_by_hop, wants_upgrade};
+pub use headers::{
+    add_forwarding, client_ip_value, ensure_request_id, strip_hop_by_hop, wants_upgrade,
+};
