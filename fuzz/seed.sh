@@ -54,4 +54,12 @@ for f in "$root"/examples/mesh/resources/* seeds/agent_resources/*; do
   esac
   add api_request "$tmp/api"
 done
+# Client byte streams for the smuggling watch (a leading byte sizes the reads): kept-alive requests
+# with sized and chunked bodies, and a Content-Length + Transfer-Encoding request.
+printf '\003GET / HTTP/1.1\r\nHost: a\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloPOST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nT: 1\r\n\r\n' > "$tmp/h1"
+add http1_framing "$tmp/h1"
+printf '\007POST / HTTP/1.1\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /s HTTP/1.1\r\n\r\n' > "$tmp/h1"
+add http1_framing "$tmp/h1"
+printf '\001GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' > "$tmp/h1"
+add http1_framing "$tmp/h1"
 for t in corpus/*; do echo "$(ls "$t" | wc -l) seeds in $t"; done

@@ -14,6 +14,7 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpStream;
 
 use super::activity::{ConnActivity, Tracked};
+use super::framing::{FramingVerdict, Watched};
 use crate::table::ListenerTable;
 use crate::tls::ServerStream;
 use crate::tracing_export::Tracer;
@@ -57,6 +58,8 @@ impl ListenerCtx {
 pub struct ConnInfo {
     /// Requests in flight and bytes moving, for the connection's idle timeout.
     pub activity: Arc<ConnActivity>,
+    /// Which HTTP/1.x request, if any, carried both Content-Length and Transfer-Encoding.
+    pub framing: Arc<FramingVerdict>,
     pub remote: SocketAddr,
     /// `remote`'s address as sent in X-Forwarded-For.
     pub client_ip: http::HeaderValue,
@@ -121,6 +124,7 @@ pub fn serve_connection(
         };
         let info = ConnInfo {
             activity: Arc::new(ConnActivity::default()),
+            framing: Arc::new(FramingVerdict::default()),
             remote,
             client_ip: super::headers::client_ip_value(remote.ip()),
             local,
@@ -206,6 +210,7 @@ async fn serve_http(
         .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS);
 
     let activity = Arc::clone(&info.activity);
+    let framing = Arc::clone(&info.framing);
     let remote = info.remote;
     let name = ctx.name.clone();
     let service = service_fn(move |req| {
@@ -213,7 +218,10 @@ async fn serve_http(
         let info = info.clone();
         async move { Ok::<_, Infallible>(super::handle(&ctx, &info, req).await) }
     });
-    let io = TokioIo::new(Tracked::new(io, Arc::clone(&activity)));
+    let io = TokioIo::new(Watched::new(
+        Tracked::new(io, Arc::clone(&activity)),
+        framing,
+    ));
     let conn = builder
         .serve_connection_with_upgrades(io, service)
         .into_owned();

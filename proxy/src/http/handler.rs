@@ -41,6 +41,24 @@ pub async fn handle(
         );
     }
 
+    // Request smuggling: hyper reads a request with both Content-Length and Transfer-Encoding
+    // by its chunked framing; the framing watch saw both and the request is refused instead.
+    if req.version() != Version::HTTP_2 && conn.framing.next_request_is_ambiguous() {
+        table.metrics.bad_request.inc();
+        let completion = Completion::new(Arc::clone(&table), start, None);
+        let mut resp = local_reply(
+            StatusCode::BAD_REQUEST,
+            "bad request: both Content-Length and Transfer-Encoding\n",
+            completion,
+            ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
+        );
+        // hyper closes the connection after a response that says so: the bytes behind this
+        // request are never read as another one.
+        resp.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        return resp;
+    }
+
     let upgrade = req.version() == Version::HTTP_11 && wants_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();

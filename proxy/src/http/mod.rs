@@ -3,6 +3,7 @@ mod activity;
 mod body;
 mod conn;
 mod forward;
+mod framing;
 mod handler;
 mod headers;
 mod upgrade;
@@ -11,6 +12,7 @@ pub use activity::{ConnActivity, Tracked};
 pub use body::{
     BoxError, Buffered, Completion, LogContext, RequestBody, ResponseBody, UpstreamBody,
 };
+pub use framing::{FramingVerdict, Watched, ambiguous_request};
 pub use conn::{ConnInfo, ListenerCtx, serve_connection};
 pub use handler::handle;
 /// Public for the fuzz targets (fuzz/) as much as for the handler.
