@@ -270,7 +270,10 @@ async fn content_length_with_transfer_encoding_is_refused() {
         b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 6\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
     )
     .await;
-    assert_eq!(wait_metric(&proxy, &rejected("bad_request"), 2.0).await, 2.0);
+    assert_eq!(
+        wait_metric(&proxy, &rejected("bad_request"), 2.0).await,
+        2.0
+    );
 }
 
 /// On a kept-alive connection, the requests before the ambiguous one are served (their bodies,
@@ -291,8 +294,14 @@ async fn only_the_ambiguous_request_of_a_pipeline_is_refused() {
         .map(|(i, _)| status_of(&resp[i..]))
         .collect();
     assert_eq!(statuses, [200, 200, 400], "{resp}");
-    assert!(resp.contains("\"path\":\"/one\"") && resp.contains("\"path\":\"/two\""), "{resp}");
-    assert!(!resp.contains("/three") && !resp.contains("/smuggled"), "{resp}");
+    assert!(
+        resp.contains("\"path\":\"/one\"") && resp.contains("\"path\":\"/two\""),
+        "{resp}"
+    );
+    assert!(
+        !resp.contains("/three") && !resp.contains("/smuggled"),
+        "{resp}"
+    );
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(up.hits(), 2);
 }

@@ -67,13 +67,22 @@ enum State {
 #[derive(Debug, Clone, Copy)]
 enum Chunk {
     /// Hex digits of the size; `digits` counts them (hyper refuses more than 16).
-    Size { value: u64, digits: u8 },
+    Size {
+        value: u64,
+        digits: u8,
+    },
     /// Spaces or tabs after the size.
-    SizeSpace { value: u64 },
+    SizeSpace {
+        value: u64,
+    },
     /// A chunk extension, up to CR.
-    Extension { value: u64 },
+    Extension {
+        value: u64,
+    },
     /// The LF ending the size line.
-    SizeLf { value: u64 },
+    SizeLf {
+        value: u64,
+    },
     Data(u64),
     DataCr,
     DataLf,
@@ -163,7 +172,8 @@ impl Watch {
     /// when the head is not complete yet.
     fn head(&mut self, bytes: &[u8], verdict: &FramingVerdict) -> (usize, Option<State>) {
         // Uninitialised: zeroing 128 headers would cost more than parsing a small head.
-        let mut headers = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut headers =
+            [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut []);
         let used = match req.parse_with_uninit_headers(bytes, &mut headers) {
             Ok(httparse::Status::Complete(n)) => n,
@@ -182,7 +192,10 @@ impl Watch {
                 transfer_encoding = true;
                 chunked = ends_in_chunked(h.value);
             } else if h.name.eq_ignore_ascii_case("content-length") {
-                match std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse().ok()) {
+                match std::str::from_utf8(h.value)
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok())
+                {
                     Some(n) if content_length.is_none_or(|c| c == n) => content_length = Some(n),
                     // Invalid or differing lengths: hyper refuses the request.
                     _ => return (used, Some(State::Off)),
@@ -201,7 +214,10 @@ impl Watch {
             State::Off
         } else if transfer_encoding {
             if chunked {
-                State::Chunked(Chunk::Size { value: 0, digits: 0 })
+                State::Chunked(Chunk::Size {
+                    value: 0,
+                    digits: 0,
+                })
             } else {
                 State::Off
             }
@@ -228,10 +244,16 @@ fn step_chunked(mut chunk: Chunk, data: &[u8]) -> (usize, State) {
     let mut i = 0;
     while i < data.len() {
         if let Chunk::Data(left) = chunk {
-            let n = usize::try_from(left).unwrap_or(usize::MAX).min(data.len() - i);
+            let n = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(data.len() - i);
             i += n;
             let left = left - n as u64;
-            chunk = if left == 0 { Chunk::DataCr } else { Chunk::Data(left) };
+            chunk = if left == 0 {
+                Chunk::DataCr
+            } else {
+                Chunk::Data(left)
+            };
             continue;
         }
         let b = data[i];
@@ -255,9 +277,7 @@ fn step_chunked(mut chunk: Chunk, data: &[u8]) -> (usize, State) {
                 Chunk::Extension { value }
             }
             (
-                Chunk::Size { value, .. }
-                | Chunk::SizeSpace { value }
-                | Chunk::Extension { value },
+                Chunk::Size { value, .. } | Chunk::SizeSpace { value } | Chunk::Extension { value },
                 b'\r',
             ) => Chunk::SizeLf { value },
             // A bare LF ends nothing: hyper refuses the body.
@@ -266,7 +286,10 @@ fn step_chunked(mut chunk: Chunk, data: &[u8]) -> (usize, State) {
             (Chunk::SizeLf { value: 0 }, b'\n') => Chunk::EndCr,
             (Chunk::SizeLf { value }, b'\n') => Chunk::Data(value),
             (Chunk::DataCr, b'\r') => Chunk::DataLf,
-            (Chunk::DataLf, b'\n') => Chunk::Size { value: 0, digits: 0 },
+            (Chunk::DataLf, b'\n') => Chunk::Size {
+                value: 0,
+                digits: 0,
+            },
             (Chunk::EndCr, b'\r') => Chunk::EndLf,
             (Chunk::Trailer, b'\r') => Chunk::TrailerLf,
             (Chunk::EndCr | Chunk::Trailer, _) => Chunk::Trailer,
@@ -366,7 +389,11 @@ mod tests {
             let (a, b) = bytes.split_at(cut);
             assert_eq!(ambiguous_request([a, b]), whole, "split at {cut}");
         }
-        assert_eq!(ambiguous_request(bytes.chunks(1)), whole, "one byte at a time");
+        assert_eq!(
+            ambiguous_request(bytes.chunks(1)),
+            whole,
+            "one byte at a time"
+        );
         whole
     }
 
@@ -381,8 +408,11 @@ mod tests {
         stream.extend_from_slice(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
         let body = b"GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
         stream.extend_from_slice(
-            format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n", body.len())
-                .as_bytes(),
+            format!(
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
         );
         stream.extend_from_slice(body);
         stream.extend_from_slice(

@@ -12,8 +12,8 @@ pub use activity::{ConnActivity, Tracked};
 pub use body::{
     BoxError, Buffered, Completion, LogContext, RequestBody, ResponseBody, UpstreamBody,
 };
-pub use framing::{FramingVerdict, Watched, ambiguous_request};
 pub use conn::{ConnInfo, ListenerCtx, serve_connection};
+pub use framing::{FramingVerdict, Watched, ambiguous_request};
 pub use handler::handle;
 /// Public for the fuzz targets (fuzz/) as much as for the handler.
 pub use headers::{
