@@ -380,6 +380,9 @@ impl Metrics {
             bad_request: self
                 .downstream_rq_rejected
                 .with_label_values(&[listener, "bad_request"]),
+            h2_stream_refused: self
+                .downstream_rq_rejected
+                .with_label_values(&[listener, "h2_stream_refused"]),
             idle_timeout: self
                 .downstream_cx_closed
                 .with_label_values(&[listener, "idle_timeout"]),
@@ -591,8 +594,10 @@ pub struct ListenerMetrics {
     pub uri_too_long: IntCounter,
     /// 431: the request head was over `max_header_bytes` or `max_headers` (hyper answers it).
     pub header_too_large: IntCounter,
-    /// 400: a malformed request head (smuggling attempts among them; hyper answers it).
+    /// 400: a malformed request head (smuggling attempts among them; hyper answers most).
     pub bad_request: IntCounter,
+    /// HTTP/2 streams refused (RST_STREAM REFUSED_STREAM): opened past `maxConcurrentStreams`.
+    pub h2_stream_refused: IntCounter,
     pub idle_timeout: IntCounter,
     pub header_timeout: IntCounter,
     pub h2_reset_flood: IntCounter,

@@ -240,6 +240,64 @@ async fn h2_max_concurrent_streams_is_advertised_and_kept() {
     assert_eq!(client.current_max_send_streams(), 2);
 }
 
+/// A client that ignores the advertised limit: the HTTP/2 layer refuses the stream past it
+/// (RST_STREAM REFUSED_STREAM), the streams within it are served, and the refusal is counted.
+#[tokio::test]
+async fn h2_streams_past_the_limit_are_refused_and_counted() {
+    let (proxy, _up, addr) = proxy_with("    limits: { maxConcurrentStreams: 2 }\n").await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        f.extend_from_slice(&[kind, flags]);
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+    // HPACK: :method GET, :scheme http, :path /, :authority "a" (a literal).
+    let block = [0x82, 0x86, 0x84, 0x41, 0x01, b'a'];
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[])); // SETTINGS
+    // Three streams open at once (END_HEADERS, not END_STREAM: each waits for a body).
+    for stream in [1, 3, 5] {
+        out.extend(frame(0x1, 0x4, stream, &block));
+    }
+    s.write_all(&out).await.unwrap();
+    // Read frames until the RST_STREAM for stream 5.
+    let mut buf = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let reset = loop {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline.into(), s.read(&mut chunk))
+            .await
+            .expect("an RST_STREAM in time")
+            .unwrap();
+        assert!(n > 0, "the proxy closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+        let mut at = 0;
+        let mut found = None;
+        while at + 9 <= buf.len() {
+            let len = u32::from_be_bytes([0, buf[at], buf[at + 1], buf[at + 2]]) as usize;
+            if at + 9 + len > buf.len() {
+                break;
+            }
+            let stream = u32::from_be_bytes(buf[at + 5..at + 9].try_into().unwrap()) & 0x7fff_ffff;
+            if buf[at + 3] == 0x3 {
+                let code = u32::from_be_bytes(buf[at + 9..at + 13].try_into().unwrap());
+                found = Some((stream, code));
+            }
+            at += 9 + len;
+        }
+        if let Some(f) = found {
+            break f;
+        }
+    };
+    assert_eq!(reset, (5, 0x7), "stream 5 refused with REFUSED_STREAM");
+    assert_eq!(
+        wait_metric(&proxy, &rejected("h2_stream_refused"), 1.0).await,
+        1.0
+    );
+}
+
 // === Request smuggling: 400, connection closed, never forwarded ===
 
 async fn assert_refused(addr: SocketAddr, up: &Upstream, what: &str, request: &[u8]) {

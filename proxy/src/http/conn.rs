@@ -221,6 +221,7 @@ async fn serve_http(
     let io = TokioIo::new(Watched::new(
         Tracked::new(io, Arc::clone(&activity)),
         framing,
+        table.metrics.h2_stream_refused.clone(),
     ));
     let conn = builder
         .serve_connection_with_upgrades(io, service)

@@ -1,5 +1,7 @@
-//! Request-smuggling defence for HTTP/1.x client connections: a request that carries both
-//! `Content-Length` and `Transfer-Encoding` is answered 400 and never forwarded.
+//! What the proxy learns from the framing of a client connection's bytes. Reads: the
+//! request-smuggling defence for HTTP/1.x, where a request that carries both `Content-Length` and
+//! `Transfer-Encoding` is answered 400 and never forwarded. Writes: HTTP/2 streams the proxy
+//! refused (see `h2_refusals`).
 //!
 //! hyper reads such a request by its chunked framing and drops `Content-Length` (RFC 9112 §6.3
 //! allows that), so by the time the request reaches the handler the conflict is invisible. This
@@ -15,10 +17,14 @@
 //! on every malformed case, and after an upgrade the bytes are no longer requests.
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll};
 
+use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::h2_refusals::RefusedStreams;
 
 /// What the watch learned, shared with the handler of the connection's requests.
 #[derive(Debug, Default)]
@@ -99,6 +105,8 @@ struct Watch {
     state: State,
     /// The index of the request whose head is read next.
     request: u32,
+    /// The client sent the HTTP/2 preface: hyper serves the connection as HTTP/2.
+    http2: bool,
 }
 
 impl Watch {
@@ -106,6 +114,7 @@ impl Watch {
         Watch {
             state: State::Head(Vec::new()),
             request: 0,
+            http2: false,
         }
     }
 
@@ -178,8 +187,12 @@ impl Watch {
         let used = match req.parse_with_uninit_headers(bytes, &mut headers) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return (bytes.len(), None),
-            // hyper refuses the head too (400 or 431) and closes the connection.
-            Err(_) => return (bytes.len(), Some(State::Off)),
+            Err(_) => {
+                // The HTTP/2 preface fails on its version; anything else hyper refuses too (400 or
+                // 431) and closes the connection.
+                self.http2 = self.request == 0 && bytes.starts_with(b"PRI * HTTP/2");
+                return (bytes.len(), Some(State::Off));
+            }
         };
         let index = self.request;
         self.request = self.request.saturating_add(1);
@@ -315,19 +328,51 @@ pub fn ambiguous_request<'a>(pieces: impl IntoIterator<Item = &'a [u8]>) -> Opti
     verdict.ambiguous.load(Ordering::Relaxed).checked_sub(1)
 }
 
-/// A client stream whose HTTP/1.x framing is watched (see the module docs).
+/// A client stream whose HTTP/1.x framing is watched (see the module docs), and whose HTTP/2
+/// frames written back are scanned for refused streams (see [`super::h2_refusals`]).
 pub struct Watched<T> {
     inner: T,
     watch: Watch,
-    verdict: std::sync::Arc<FramingVerdict>,
+    verdict: Arc<FramingVerdict>,
+    writes: Writes,
+}
+
+/// What is done with the bytes written to the client: decided at the first write, by which time
+/// the client's first bytes have been read (hyper reads them to pick the protocol).
+enum Writes {
+    Undecided(IntCounter),
+    Http2(RefusedStreams),
+    Ignored,
 }
 
 impl<T> Watched<T> {
-    pub fn new(inner: T, verdict: std::sync::Arc<FramingVerdict>) -> Self {
+    /// `refused` counts HTTP/2 streams refused on this connection.
+    pub fn new(inner: T, verdict: Arc<FramingVerdict>, refused: IntCounter) -> Self {
         Watched {
             inner,
             watch: Watch::new(),
             verdict,
+            writes: Writes::Undecided(refused),
+        }
+    }
+
+    fn written<'b>(&mut self, bufs: impl IntoIterator<Item = &'b [u8]>, mut n: usize) {
+        if let Writes::Undecided(counter) = &self.writes {
+            self.writes = if self.watch.http2 {
+                Writes::Http2(RefusedStreams::new(counter.clone()))
+            } else {
+                Writes::Ignored
+            };
+        }
+        if let Writes::Http2(scan) = &mut self.writes {
+            for buf in bufs {
+                if n == 0 {
+                    break;
+                }
+                let take = buf.len().min(n);
+                scan.written(&buf[..take]);
+                n -= take;
+            }
         }
     }
 }
@@ -354,7 +399,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, data);
+        if let Poll::Ready(Ok(n)) = r {
+            this.written([data], n);
+        }
+        r
     }
 
     fn poll_write_vectored(
@@ -362,7 +412,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = r {
+            this.written(bufs.iter().map(|b| &b[..]), n);
+        }
+        r
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -449,6 +504,13 @@ mod tests {
         let mut h2 = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
         h2.extend_from_slice(AMBIGUOUS);
         assert_eq!(flagged_however_split(&h2), None);
+        for size in [1, 3, 5, h2.len()] {
+            let mut watch = Watch::new();
+            for piece in h2.chunks(size) {
+                watch.feed(piece, &FramingVerdict::default());
+            }
+            assert!(watch.http2, "the preface in reads of {size} bytes");
+        }
         let mut upgraded =
             b"GET /ws HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n".to_vec();
         upgraded.extend_from_slice(AMBIGUOUS);

@@ -4,6 +4,7 @@ mod body;
 mod conn;
 mod forward;
 mod framing;
+mod h2_refusals;
 mod handler;
 mod headers;
 mod upgrade;
