@@ -10,6 +10,8 @@ use ferry_proxy::envoy_stats::{StatsCompat, StatsSettings};
 use ferry_proxy::sidecar_env::SidecarEnv;
 use ferry_proxy::tracing_export::{self, BatchSettings, Exporting, Tracer};
 use ferry_proxy::{admin, agent_client, config, demo, server::Proxy};
+
+mod startup_pages;
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt, reload, util::SubscriberInitExt};
 
 /// The example served by `ferry-proxy demo` when no --config is given.
@@ -72,6 +74,18 @@ struct RunArgs {
         value_name = "BOOL"
     )]
     envoy_stats_tags: bool,
+    /// Once up, give back the memory of start-up code (see README "Memory").
+    #[arg(
+        long,
+        env = "FERRY_RELEASE_STARTUP_PAGES",
+        action = clap::ArgAction::Set,
+        value_parser = switch,
+        default_value = "true",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    release_startup_pages: bool,
     /// Check the config file (parse, validate, compile) and exit.
     #[arg(long)]
     validate: bool,
@@ -272,9 +286,21 @@ async fn run(args: RunArgs, set_level: admin::SetLogLevel) -> anyhow::Result<()>
         std::fs::write(p, admin_addr.to_string())
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
+    if args.release_startup_pages {
+        release_startup_pages();
+    }
     wait_for_shutdown(&proxy).await?;
     shutdown(&proxy, args.drain_timeout(), tracing.map(|(_, e)| e)).await;
     Ok(())
+}
+
+/// See `startup_pages`: called once the proxy serves its first table.
+fn release_startup_pages() {
+    match startup_pages::release() {
+        Ok(bytes) => tracing::debug!(kib = bytes / 1024, "start-up pages released"),
+        // Kernels before 5.4 have no MADV_PAGEOUT: the pages simply stay.
+        Err(e) => tracing::debug!("start-up pages not released: {e}"),
+    }
 }
 
 /// How /stats/prometheus names and labels series; the node identity feeds the appmesh_* labels.
@@ -337,6 +363,16 @@ async fn run_agent(
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
     let follower = agent_client::spawn(Arc::clone(&proxy), cfg);
+    if args.release_startup_pages {
+        // After the first table from the agent (or the saved one) is serving.
+        let proxy = Arc::clone(&proxy);
+        tokio::spawn(async move {
+            while !proxy.is_ready() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            release_startup_pages();
+        });
+    }
     wait_for_shutdown(&proxy).await?;
     follower.abort();
     shutdown(&proxy, args.drain_timeout(), tracing.map(|(_, e)| e)).await;
