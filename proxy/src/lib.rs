@@ -18,6 +18,8 @@ pub mod resilience;
 pub mod route;
 pub mod server;
 pub mod sidecar_env;
+#[cfg(target_os = "linux")]
+mod splice;
 pub mod table;
 pub mod tcp;
 pub mod tls;

@@ -2,7 +2,8 @@
 //! weighted pick gives the cluster, and the upstream is dialled at once: server-first protocols
 //! (MySQL, SMTP banners) work because nothing waits for the client to speak. A failed connect is
 //! retried on another endpoint. Bytes are copied both ways with half-close kept (one side's FIN is
-//! passed on while the other direction keeps flowing), through 64 KiB buffers.
+//! passed on while the other direction keeps flowing): spliced in the kernel between plain
+//! sockets on Linux (see `splice`), through 64 KiB buffers when either side is TLS.
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,7 +16,7 @@ use crate::flags::ResponseFlags;
 use crate::http::{ConnActivity, ConnInfo, Tracked};
 use crate::route::WeightedTargets;
 use crate::table::{ListenerTable, Transparent};
-use crate::tls::ServerStream;
+use crate::tls::{ClientStream, ServerStream};
 
 /// Copy buffer per direction: large enough that bulk transfers make few syscalls.
 const COPY_BUFFER: usize = 64 * 1024;
@@ -143,26 +144,10 @@ pub async fn proxy(table: Arc<ListenerTable>, client: ServerStream, conn: ConnIn
     let _active = ActiveRequest::new(Arc::clone(&endpoint));
 
     let activity = Arc::new(ConnActivity::default());
-    let mut client = Tracked::new(client, Arc::clone(&activity));
-    let mut upstream = upstream;
-    let copy = tokio::io::copy_bidirectional_with_sizes(
-        &mut client,
-        &mut upstream,
-        COPY_BUFFER,
-        COPY_BUFFER,
-    );
-    let (sent, received) = match route.idle {
-        None => copy.await.unwrap_or((0, 0)),
-        Some(idle) => tokio::select! {
-            r = copy => r.unwrap_or((0, 0)),
-            _ = activity.idle_for(idle) => {
-                flags.insert(ResponseFlags::STREAM_IDLE_TIMEOUT);
-                let _ = client.shutdown().await;
-                let _ = upstream.shutdown().await;
-                (0, 0)
-            }
-        },
-    };
+    let (sent, received, idle_out) = relay(client, upstream, &activity, route.idle).await;
+    if idle_out {
+        flags.insert(ResponseFlags::STREAM_IDLE_TIMEOUT);
+    }
     cluster.metrics.tx_bytes.inc_by(sent);
     cluster.metrics.rx_bytes.inc_by(received);
     log(
@@ -176,6 +161,55 @@ pub async fn proxy(table: Arc<ListenerTable>, client: ServerStream, conn: ConnIn
         start,
         started_at,
     );
+}
+
+/// Moves bytes both ways until both sides are done or the connection is idle for `idle`:
+/// returns the bytes sent upstream, received from it, and whether the idle timeout ended it.
+/// Plain TCP on both sides is spliced in the kernel (see `splice`); TLS on either side is
+/// copied through user-space buffers.
+async fn relay(
+    client: ServerStream,
+    upstream: ClientStream,
+    activity: &Arc<ConnActivity>,
+    idle: Option<Duration>,
+) -> (u64, u64, bool) {
+    #[cfg(target_os = "linux")]
+    if let (ServerStream::Plain(c), ClientStream::Plain(u)) = (&client, &upstream) {
+        let copy = crate::splice::bidirectional(c, u, activity);
+        return match idle {
+            None => {
+                let (s, r) = copy.await.unwrap_or((0, 0));
+                (s, r, false)
+            }
+            Some(idle) => tokio::select! {
+                r = copy => { let (s, r) = r.unwrap_or((0, 0)); (s, r, false) }
+                // Dropping the sockets closes them.
+                _ = activity.idle_for(idle) => (0, 0, true),
+            },
+        };
+    }
+    let mut client = Tracked::new(client, Arc::clone(activity));
+    let mut upstream = upstream;
+    let copy = tokio::io::copy_bidirectional_with_sizes(
+        &mut client,
+        &mut upstream,
+        COPY_BUFFER,
+        COPY_BUFFER,
+    );
+    match idle {
+        None => {
+            let (s, r) = copy.await.unwrap_or((0, 0));
+            (s, r, false)
+        }
+        Some(idle) => tokio::select! {
+            r = copy => { let (s, r) = r.unwrap_or((0, 0)); (s, r, false) }
+            _ = activity.idle_for(idle) => {
+                let _ = client.shutdown().await;
+                let _ = upstream.shutdown().await;
+                (0, 0, true)
+            }
+        },
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -23,6 +23,14 @@ impl ConnActivity {
         InFlight(Arc::clone(self))
     }
 
+    /// Marks bytes as moved, for streams that do not go through [`Tracked`].
+    pub fn touch(&self) {
+        // A plain store only when needed keeps the cache line quiet under load.
+        if !self.moved.load(Ordering::Relaxed) {
+            self.moved.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// Resolves once the connection has been idle for `timeout` (within +25%).
     pub async fn idle_for(&self, timeout: Duration) {
         let tick = timeout / 4;
@@ -63,10 +71,7 @@ impl<T> Tracked<T> {
     }
 
     fn mark(&self) {
-        // A plain store only when needed keeps the cache line quiet under load.
-        if !self.activity.moved.load(Ordering::Relaxed) {
-            self.activity.moved.store(true, Ordering::Relaxed);
-        }
+        self.activity.touch();
     }
 }
 
