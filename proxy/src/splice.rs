@@ -7,7 +7,7 @@
 //! pipe), and keeps half-close: EOF from one side is passed on as a write shutdown of the other
 //! while the reverse direction keeps flowing.
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::pipe::{PipeFlags, SpliceFlags};
 use tokio::io::Interest;
@@ -45,17 +45,7 @@ async fn one_way(from: &TcpStream, to: &TcpStream, activity: &ConnActivity) -> i
         };
         // The pipe is empty here, so "would block" can only mean `from` has nothing to read:
         // tokio may then clear the readiness without missing data.
-        let read = from.try_io(Interest::READABLE, || {
-            rustix::pipe::splice(
-                from,
-                None,
-                pipe_w,
-                None,
-                CHUNK,
-                SpliceFlags::NONBLOCK | SpliceFlags::MOVE,
-            )
-            .map_err(io::Error::from)
-        });
+        let read = from.try_io(Interest::READABLE, || splice(from, pipe_w, CHUNK));
         let mut in_pipe = match read {
             Ok(0) => break,
             Ok(n) => n,
@@ -66,17 +56,7 @@ async fn one_way(from: &TcpStream, to: &TcpStream, activity: &ConnActivity) -> i
         // Drain the pipe completely before reading again (see above).
         while in_pipe > 0 {
             to.writable().await?;
-            let wrote = to.try_io(Interest::WRITABLE, || {
-                rustix::pipe::splice(
-                    pipe_r,
-                    None,
-                    to,
-                    None,
-                    in_pipe,
-                    SpliceFlags::NONBLOCK | SpliceFlags::MOVE,
-                )
-                .map_err(io::Error::from)
-            });
+            let wrote = to.try_io(Interest::WRITABLE, || splice(pipe_r, to, in_pipe));
             match wrote {
                 Ok(n) => {
                     in_pipe -= n;
@@ -94,4 +74,17 @@ async fn one_way(from: &TcpStream, to: &TcpStream, activity: &ConnActivity) -> i
         Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(e),
         _ => Ok(total),
     }
+}
+
+/// One non-blocking splice of up to `len` bytes.
+fn splice(from: impl AsFd, to: impl AsFd, len: usize) -> io::Result<usize> {
+    rustix::pipe::splice(
+        from,
+        None,
+        to,
+        None,
+        len,
+        SpliceFlags::NONBLOCK | SpliceFlags::MOVE,
+    )
+    .map_err(io::Error::from)
 }

@@ -36,23 +36,31 @@ fn tcp_table(
     y
 }
 
-#[tokio::test]
-async fn tcp_echo_server_first_banner_and_half_close() {
-    let echo = TcpEcho::start("a", Some("220 hello from a")).await;
+/// One echo upstream (speaking `banner` first) behind a proxy's TCP route, and a client
+/// connection through it that has read the banner.
+async fn echo_through_proxy(
+    banner: &str,
+) -> (TcpEcho, ProxyProcess, BufReader<tokio::net::TcpStream>) {
+    let echo = TcpEcho::start("a", Some(banner)).await;
     let proxy = ProxyProcess::start(&tcp_table(&[("a", 1)], &[("a", &[echo.addr])], ""))
         .await
         .unwrap();
     let addr = proxy.listener("tcp").await.unwrap();
-
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut reader = BufReader::new(stream);
     // The server speaks first: the banner arrives before the client sends anything.
-    let mut banner = String::new();
-    tokio::time::timeout(Duration::from_secs(2), reader.read_line(&mut banner))
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(2), reader.read_line(&mut line))
         .await
         .expect("banner")
         .unwrap();
-    assert_eq!(banner, "220 hello from a\n");
+    assert_eq!(line, format!("{banner}\n"));
+    (echo, proxy, reader)
+}
+
+#[tokio::test]
+async fn tcp_echo_server_first_banner_and_half_close() {
+    let (_echo, proxy, mut reader) = echo_through_proxy("220 hello from a").await;
 
     // Echo, then half-close: the client's FIN reaches the server, whose answer still comes back.
     reader.get_mut().write_all(b"ping 1\n").await.unwrap();
@@ -88,16 +96,7 @@ async fn tcp_echo_server_first_banner_and_half_close() {
 /// arrives, in order, and the counters see them all.
 #[tokio::test]
 async fn tcp_bulk_bytes_arrive_intact_both_ways() {
-    let echo = TcpEcho::start("a", Some("go")).await;
-    let proxy = ProxyProcess::start(&tcp_table(&[("a", 1)], &[("a", &[echo.addr])], ""))
-        .await
-        .unwrap();
-    let addr = proxy.listener("tcp").await.unwrap();
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut banner = String::new();
-    reader.read_line(&mut banner).await.unwrap();
-    assert_eq!(banner, "go\n");
+    let (_echo, proxy, reader) = echo_through_proxy("go").await;
     const LEN: usize = 8 << 20;
     let sent: Vec<u8> = (0..LEN).map(|i| (i * 31 % 251) as u8).collect();
     let (mut rd, mut wr) = reader.into_inner().into_split();
