@@ -262,8 +262,11 @@ fn refused_stream(e: &hyper::Error) -> bool {
     false
 }
 
+/// Interned once: looking up by a `&str` would parse and hash the name on every response.
+static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
 fn grpc_status(h: &HeaderMap) -> Option<u32> {
-    h.get("grpc-status")?.to_str().ok()?.trim().parse().ok()
+    h.get(&GRPC_STATUS)?.to_str().ok()?.trim().parse().ok()
 }
 
 /// The response head and body, and its gRPC status. When the policy retries on gRPC statuses and
