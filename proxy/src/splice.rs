@@ -15,8 +15,9 @@ use tokio::net::TcpStream;
 
 use crate::http::ConnActivity;
 
-/// Bytes asked of one splice call; a pipe holds 64 KiB by default.
-const CHUNK: usize = 64 * 1024;
+/// The pipe's capacity asked for, and the bytes asked of one splice call.
+const PIPE_SIZE: usize = 256 * 1024;
+const CHUNK: usize = PIPE_SIZE;
 
 /// Copies `client` ⇄ `upstream` until both directions end. Returns the bytes sent
 /// client → upstream and upstream → client.
@@ -39,9 +40,14 @@ async fn one_way(from: &TcpStream, to: &TcpStream, activity: &ConnActivity) -> i
         from.readable().await?;
         let (pipe_r, pipe_w) = match &pipe {
             Some(p) => p,
-            None => pipe.insert(rustix::pipe::pipe_with(
-                PipeFlags::NONBLOCK | PipeFlags::CLOEXEC,
-            )?),
+            None => {
+                let (r, w) = rustix::pipe::pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?;
+                // A larger pipe moves more per pair of calls; the kernel's limit for
+                // unprivileged processes (fs.pipe-max-size, 1 MiB by default) may refuse it, and
+                // the default 64 KiB still works.
+                let _ = rustix::pipe::fcntl_setpipe_size(&w, PIPE_SIZE);
+                pipe.insert((r, w))
+            }
         };
         // The pipe is empty here, so "would block" can only mean `from` has nothing to read:
         // tokio may then clear the readiness without missing data.
@@ -53,8 +59,21 @@ async fn one_way(from: &TcpStream, to: &TcpStream, activity: &ConnActivity) -> i
             Err(e) => return Err(e),
         };
         activity.touch();
-        // Drain the pipe completely before reading again (see above).
+        let mut eof = false;
+        // Drain the pipe, topping it up from `from` between writes so that reading and writing
+        // overlap. A top-up that would block is ambiguous (nothing to read, or a full pipe), so
+        // it is made outside tokio's readiness tracking and clears nothing.
         while in_pipe > 0 {
+            if !eof && in_pipe < CHUNK {
+                match splice(from, pipe_w, CHUNK - in_pipe) {
+                    Ok(0) => eof = true,
+                    Ok(n) => in_pipe += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            // Awaited every time, not only after "would block": it also spends the task's
+            // scheduling budget, so a connection that never blocks still lets others run.
             to.writable().await?;
             let wrote = to.try_io(Interest::WRITABLE, || splice(pipe_r, to, in_pipe));
             match wrote {
@@ -67,6 +86,9 @@ async fn one_way(from: &TcpStream, to: &TcpStream, activity: &ConnActivity) -> i
             }
         }
         activity.touch();
+        if eof {
+            break;
+        }
     }
     // EOF from `from`: pass the half-close on; the other direction keeps flowing. A peer that
     // is already gone has nothing to be told.
