@@ -218,4 +218,8 @@ async fn start_up_pages_are_released_once_serving() {
     }
     let (r, k) = (rss_file_kb(released.pid()), rss_file_kb(kept.pid()));
     // Measured on the debug build: ~14 MB against ~25 MB.
-    assert!(r * 5 < k * 4, "file-backed RSS: {r} kB released vs {k} kB kept");
+    assert!(
+        r * 5 < k * 4,
+        "file-backed RSS: {r} kB released vs {k} kB kept"
+    );
+}
