@@ -54,6 +54,17 @@ impl ProxyProcess {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> anyhow::Result<ProxyProcess> {
+        Self::start_bin(&proxy_bin(), contents, file_name, args, env).await
+    }
+
+    /// [`ProxyProcess::start_with_env`], running the proxy binary at `bin`.
+    pub async fn start_bin(
+        bin: &Path,
+        contents: &str,
+        file_name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<ProxyProcess> {
         let dir = tempfile::tempdir()?;
         let config = dir.path().join(file_name);
         std::fs::write(&config, contents)?;
@@ -66,7 +77,7 @@ impl ProxyProcess {
         } else {
             &["--log-level", &default_level]
         };
-        let child = Command::new(proxy_bin())
+        let child = Command::new(bin)
             .arg("--config")
             .arg(&config)
             // A test may bind the admin server wider (`--admin-addr 0.0.0.0:0`).

@@ -188,7 +188,9 @@ async fn admin_endpoints() {
 
 /// Once up, the proxy gives back the pages of its start-up code (`--release-startup-pages`, on by
 /// default): its file-backed RSS is well below that of the same proxy told to keep them, and it
-/// serves on (the request path faults its pages back in).
+/// serves on (the request path faults its pages back in). The kernel only drops pages that no
+/// other process maps, so each proxy here runs its own copy of the binary: the other tests'
+/// proxies share the pages of the usual one.
 #[tokio::test]
 async fn start_up_pages_are_released_once_serving() {
     fn rss_file_kb(pid: u32) -> u64 {
@@ -204,10 +206,25 @@ async fn start_up_pages_are_released_once_serving() {
         "- { name: r, match: { prefix: / }, action: { weightedTargets: [{ cluster: a, weight: 1 }] } }",
         &[("a", &[up.addr], "HTTP1")],
     );
-    let released = ProxyProcess::start(&yaml).await.unwrap();
-    let kept = ProxyProcess::start_with(&yaml, "table.yaml", &["--release-startup-pages", "false"])
+    let bins = tempfile::tempdir().unwrap();
+    let own_copy = |name: &str| {
+        let path = bins.path().join(name);
+        std::fs::copy(ferry_tests::proxy::proxy_bin(), &path).unwrap();
+        path
+    };
+    let (released_bin, kept_bin) = (own_copy("released"), own_copy("kept"));
+    let released = ProxyProcess::start_bin(&released_bin, &yaml, "table.yaml", &[], &[])
         .await
         .unwrap();
+    let kept = ProxyProcess::start_bin(
+        &kept_bin,
+        &yaml,
+        "table.yaml",
+        &["--release-startup-pages", "false"],
+        &[],
+    )
+    .await
+    .unwrap();
     for proxy in [&released, &kept] {
         let addr = proxy.listener("web").await.unwrap();
         let resp = Client::http1()
