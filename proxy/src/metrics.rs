@@ -54,6 +54,7 @@ pub struct Metrics {
     upstream_retries: IntCounterVec,
     upstream_retry_success: IntCounterVec,
     upstream_retry_overflow: IntCounterVec,
+    upstream_retry_body_too_large: IntCounterVec,
     upstream_per_try_timeouts: IntCounterVec,
     upstream_overflow: IntCounterVec,
     outlier_ejections: IntCounterVec,
@@ -265,6 +266,12 @@ impl Metrics {
                 "Retries not sent because the retry budget was spent",
                 &["cluster"],
             ),
+            upstream_retry_body_too_large: counter_vec(
+                &r,
+                "ferry_http_upstream_retry_body_too_large_total",
+                "Requests sent once, without retries, because their body was over the listener's maxRetryBodyBytes",
+                &["cluster"],
+            ),
             upstream_per_try_timeouts: counter_vec(
                 &r,
                 "ferry_http_upstream_per_try_timeouts_total",
@@ -413,6 +420,9 @@ impl Metrics {
             retries: self.upstream_retries.with_label_values(&[cluster]),
             retry_success: self.upstream_retry_success.with_label_values(&[cluster]),
             retry_overflow: self.upstream_retry_overflow.with_label_values(&[cluster]),
+            retry_body_too_large: self
+                .upstream_retry_body_too_large
+                .with_label_values(&[cluster]),
             per_try_timeouts: self.upstream_per_try_timeouts.with_label_values(&[cluster]),
             overflow_pending: self
                 .upstream_overflow
@@ -470,6 +480,7 @@ impl Metrics {
             &self.upstream_retries,
             &self.upstream_retry_success,
             &self.upstream_retry_overflow,
+            &self.upstream_retry_body_too_large,
             &self.upstream_per_try_timeouts,
             &self.outlier_ejections,
         ] {
@@ -618,6 +629,8 @@ pub struct ClusterMetrics {
     pub retries: IntCounter,
     pub retry_success: IntCounter,
     pub retry_overflow: IntCounter,
+    /// The request body was over `maxRetryBodyBytes`: sent once, not retryable.
+    pub retry_body_too_large: IntCounter,
     pub per_try_timeouts: IntCounter,
     pub overflow_pending: IntCounter,
     pub overflow_requests: IntCounter,

@@ -386,6 +386,47 @@ async fn large_request_bodies_stream_once_and_are_not_retried() {
         "a 200 KB body is sent once"
     );
     assert_eq!(r.json()["body_len"], 200_000);
+    assert_eq!(
+        proxy
+            .metric("ferry_http_upstream_retry_body_too_large_total{cluster=\"a\"}")
+            .await,
+        1.0
+    );
+}
+
+/// `limits.maxRetryBodyBytes` moves the bound: a body within it is retried, one past it is sent
+/// once and counted.
+#[tokio::test]
+async fn the_retry_body_bound_is_the_listeners_max_retry_body_bytes() {
+    let up = Upstream::start("a", UpstreamProtocol::Http1).await;
+    let policy =
+        "retryPolicy: { maxRetries: 1, backoffBase: 0.001s, httpRetryEvents: [SERVER_ERROR] }";
+    let yaml = table_yaml(&route_with(policy), &[("a", &[up.addr], "HTTP1")]).replace(
+        "    virtualHosts:",
+        "    limits: { maxRetryBodyBytes: 2048 }\n    virtualHosts:",
+    );
+    let proxy = ProxyProcess::start(&yaml).await.unwrap();
+    let url = proxy.url("web").await;
+    let c = Client::http1();
+    for (len, hits) in [(2048, 2), (2049, 3)] {
+        let body = bytes::Bytes::from(vec![b'x'; len]);
+        let r = c
+            .send(http::Method::POST, &format!("{url}/status/503"), &[], body)
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status.as_u16(), up.hits()),
+            (503, hits),
+            "a {len}-byte body"
+        );
+        assert_eq!(r.json()["body_len"], len);
+    }
+    assert_eq!(
+        proxy
+            .metric("ferry_http_upstream_retry_body_too_large_total{cluster=\"a\"}")
+            .await,
+        1.0
+    );
 }
 
 #[tokio::test]

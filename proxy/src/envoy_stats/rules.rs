@@ -99,6 +99,8 @@ const RULES: &[Rule] = &[
         "Requests that succeeded after a retry", Cluster, C),
     rule("envoy_cluster_upstream_rq_retry_overflow", "ferry_http_upstream_retry_overflow_total",
         "Retries not sent because the retry budget was spent", Cluster, C),
+    rule("envoy_cluster_retry_or_shadow_abandoned", "ferry_http_upstream_retry_body_too_large_total",
+        "Retry buffering abandoned because the request body was over the limit", Cluster, C),
     rule("envoy_cluster_upstream_rq_pending_overflow", "ferry_upstream_overflow_total",
         "Requests refused by a connection-pool or request circuit breaker", Cluster, C),
     rule("envoy_cluster_upstream_cx_total", "ferry_upstream_connections_total",

@@ -2,9 +2,10 @@
 //! endpoint the request has not tried yet when one is usable, waits a jittered backoff, and stays
 //! within the cluster's retry budget. Every outcome feeds outlier detection.
 //!
-//! A request body is replayed only when it was read whole within [`MAX_REPLAY_BYTES`]; a larger
-//! body streams once and is not retried. A gRPC status that is not in the response headers is read
-//! from the trailers when the response fits in the same bound.
+//! A request body is replayed only when it was read whole within the listener's
+//! `maxRetryBodyBytes`; a larger body streams once and is not retried. A gRPC status that is not
+//! in the response headers is read from the trailers when the response fits in
+//! [`MAX_GRPC_TRAILER_READ_BYTES`].
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -21,9 +22,8 @@ use crate::cluster::{self, ActiveRequest, Cluster, Endpoint, PooledConn, Upstrea
 use crate::flags::ResponseFlags;
 use crate::resilience::retry::{Outcome, RetryPolicy};
 
-/// Request bodies up to this size are kept for replay; responses up to it may be read whole to
-/// find a gRPC status in their trailers.
-pub const MAX_REPLAY_BYTES: usize = 64 * 1024;
+/// Responses up to this size may be read whole to find a gRPC status in their trailers.
+pub const MAX_GRPC_TRAILER_READ_BYTES: usize = 64 * 1024;
 
 /// A response from upstream, ready to be sent on.
 pub struct Forwarded {
@@ -58,10 +58,12 @@ impl PreparedBody {
         }
     }
 
-    /// Reads `body` into memory when it fits in [`MAX_REPLAY_BYTES`], so that retries can resend it.
+    /// Reads `body` into memory when it fits in `limit` bytes (the listener's
+    /// `maxRetryBodyBytes`), so that retries can resend it; a longer body is sent once.
     pub async fn replayable(
         mut body: Incoming,
         counter: Option<Arc<AtomicU64>>,
+        limit: usize,
     ) -> Result<PreparedBody, hyper::Error> {
         if body.is_end_stream() {
             return Ok(PreparedBody {
@@ -69,7 +71,7 @@ impl PreparedBody {
                 replay: Some(Buffered::default()),
             });
         }
-        if body.size_hint().lower() > MAX_REPLAY_BYTES as u64 {
+        if body.size_hint().lower() > limit as u64 {
             return Ok(PreparedBody::once(RequestBody::stream(body, counter)));
         }
         let mut data = BytesMut::new();
@@ -81,7 +83,7 @@ impl PreparedBody {
                         n.fetch_add(d.len() as u64, Ordering::Relaxed);
                     }
                     data.extend_from_slice(&d);
-                    if data.len() > MAX_REPLAY_BYTES {
+                    if data.len() > limit {
                         let first = RequestBody::prefixed(data.freeze(), body, counter);
                         return Ok(PreparedBody::once(first));
                     }
@@ -97,6 +99,11 @@ impl PreparedBody {
             first: Some(RequestBody::buffered(&buffered)),
             replay: Some(buffered),
         })
+    }
+
+    /// Whether a retry can resend the body (false: it was over the limit and is sent once).
+    pub fn is_replayable(&self) -> bool {
+        self.replay.is_some()
     }
 
     fn next(&mut self) -> Option<RequestBody> {
@@ -270,7 +277,7 @@ fn grpc_status(h: &HeaderMap) -> Option<u32> {
 }
 
 /// The response head and body, and its gRPC status. When the policy retries on gRPC statuses and
-/// the status is not in the headers, the trailers are read (responses up to MAX_REPLAY_BYTES).
+/// the status is not in the headers, the trailers are read (responses up to MAX_GRPC_TRAILER_READ_BYTES).
 async fn read_grpc_status(
     resp: Response<Incoming>,
     policy: Option<&RetryPolicy>,
@@ -315,7 +322,7 @@ async fn read_grpc_status(
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(d) => {
                     data.extend_from_slice(&d);
-                    if data.len() > MAX_REPLAY_BYTES {
+                    if data.len() > MAX_GRPC_TRAILER_READ_BYTES {
                         let prefix: Bytes = data.freeze();
                         return (head, UpstreamBody::Prefixed(prefix, body), None);
                     }

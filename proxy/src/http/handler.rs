@@ -297,9 +297,16 @@ pub async fn handle(
             None => None,
         };
         let prepared = match (policy, upgrade) {
-            (Some(_), _) => PreparedBody::replayable(body, counter)
-                .await
-                .map_err(Refused::ClientBody)?,
+            (Some(_), _) => {
+                let prepared =
+                    PreparedBody::replayable(body, counter, table.limits.max_retry_body_bytes)
+                        .await
+                        .map_err(Refused::ClientBody)?;
+                if !prepared.is_replayable() {
+                    cluster.metrics.retry_body_too_large.inc();
+                }
+                prepared
+            }
             (None, true) => PreparedBody::once(RequestBody::empty()),
             (None, false) => PreparedBody::once(RequestBody::stream(body, counter)),
         };

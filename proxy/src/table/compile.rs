@@ -476,6 +476,7 @@ fn compile_limits(l: Option<&v1::ListenerLimits>, path: &str) -> Result<Limits, 
         out.max_concurrent_streams = l.max_concurrent_streams;
     }
     out.max_uri_bytes = nz(l.max_uri_bytes, out.max_uri_bytes);
+    out.max_retry_body_bytes = nz(l.max_retry_body_bytes, out.max_retry_body_bytes);
     out.header_read_timeout = timeout(
         l.header_read_timeout.as_ref(),
         &format!("{path}.headerReadTimeout"),

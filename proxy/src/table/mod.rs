@@ -105,6 +105,8 @@ pub struct Limits {
     pub max_concurrent_streams: u32,
     pub header_read_timeout: Option<Duration>,
     pub max_uri_bytes: usize,
+    /// Request body bytes buffered for retries; a longer body is sent once.
+    pub max_retry_body_bytes: usize,
     /// A client connection with no request in flight for this long is closed.
     pub idle_timeout: Option<Duration>,
 }
@@ -118,6 +120,7 @@ impl Default for Limits {
             max_concurrent_streams: 1024,
             header_read_timeout: Some(Duration::from_secs(10)),
             max_uri_bytes: 8 * 1024,
+            max_retry_body_bytes: 64 * 1024,
             idle_timeout: Some(Duration::from_secs(300)),
         }
     }
