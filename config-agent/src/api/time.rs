@@ -2,6 +2,8 @@
 //! ISO 8601 (`2026-11-22T02:31:06.123Z`) in resource files, and SigV4's `20261122T023106Z`.
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ferry_api::civil_time::{CivilTime, days_from_civil};
+
 /// Seconds since the epoch, with milliseconds.
 pub fn epoch_secs(t: SystemTime) -> f64 {
     let ms = t
@@ -19,64 +21,32 @@ pub fn from_epoch_secs(secs: f64) -> Option<SystemTime> {
     UNIX_EPOCH.checked_add(Duration::from_secs_f64(secs))
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day count since 1970-01-01: (year, month, day).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
-}
-
-fn parts(t: SystemTime) -> (i64, i64, i64, i64, i64, i64, u32) {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = i64::try_from(d.as_secs()).unwrap_or(0);
-    let (y, mo, da) = civil_from_days(secs.div_euclid(86_400));
-    let rem = secs.rem_euclid(86_400);
-    (
-        y,
-        mo,
-        da,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis(),
-    )
+fn civil(t: SystemTime) -> CivilTime {
+    CivilTime::from_unix(t.duration_since(UNIX_EPOCH).unwrap_or_default())
 }
 
 /// `2026-11-22T02:31:06.123Z`.
 pub fn iso8601(t: SystemTime) -> String {
-    let (y, mo, d, h, mi, s, ms) = parts(t);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+    let c = civil(t);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        c.year,
+        c.month,
+        c.day,
+        c.hour,
+        c.minute,
+        c.second,
+        c.nanos / 1_000_000
+    )
 }
 
 /// SigV4's `X-Amz-Date` form, `20261122T023106Z`.
 pub fn amz_date(t: SystemTime) -> String {
-    let (y, mo, d, h, mi, s, _) = parts(t);
-    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
+    let c = civil(t);
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
 }
 
 fn num(s: &str) -> Option<i64> {

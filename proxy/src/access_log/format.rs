@@ -24,8 +24,9 @@
 //! `%%` is a literal percent sign.
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use ferry_api::civil_time::CivilTime;
 use http::HeaderName;
 
 use super::LogRecord;
@@ -414,43 +415,6 @@ impl TimeFormat {
             }
         }
         true
-    }
-}
-
-/// A UTC calendar time.
-struct CivilTime {
-    year: u64,
-    month: u64,
-    day: u64,
-    hour: u64,
-    minute: u64,
-    second: u64,
-    nanos: u32,
-}
-
-impl CivilTime {
-    fn from_unix(since_epoch: Duration) -> CivilTime {
-        let secs = since_epoch.as_secs();
-        let (days, secs_of_day) = (secs / 86_400, secs % 86_400);
-        // Howard Hinnant's civil_from_days, for days >= 0, with eras of 400 years from 0000-03-01.
-        let z = days + 719_468;
-        let era = z / 146_097;
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + u64::from(month <= 2);
-        CivilTime {
-            year,
-            month,
-            day,
-            hour: secs_of_day / 3_600,
-            minute: secs_of_day % 3_600 / 60,
-            second: secs_of_day % 60,
-            nanos: since_epoch.subsec_nanos(),
-        }
     }
 }
 
