@@ -175,17 +175,11 @@ async fn relay(
 ) -> (u64, u64, bool) {
     #[cfg(target_os = "linux")]
     if let (ServerStream::Plain(c), ClientStream::Plain(u)) = (&client, &upstream) {
-        let copy = crate::splice::bidirectional(c, u, activity);
-        return match idle {
-            None => {
-                let (s, r) = copy.await.unwrap_or((0, 0));
-                (s, r, false)
-            }
-            Some(idle) => tokio::select! {
-                r = copy => { let (s, r) = r.unwrap_or((0, 0)); (s, r, false) }
-                // Dropping the sockets closes them.
-                _ = activity.idle_for(idle) => (0, 0, true),
-            },
+        // On the idle timeout, returning drops (closes) both sockets.
+        return match until_idle(crate::splice::bidirectional(c, u, activity), activity, idle).await
+        {
+            Some((sent, received)) => (sent, received, false),
+            None => (0, 0, true),
         };
     }
     let mut client = Tracked::new(client, Arc::clone(activity));
@@ -196,18 +190,29 @@ async fn relay(
         COPY_BUFFER,
         COPY_BUFFER,
     );
-    match idle {
+    match until_idle(copy, activity, idle).await {
+        Some((sent, received)) => (sent, received, false),
         None => {
-            let (s, r) = copy.await.unwrap_or((0, 0));
-            (s, r, false)
+            let _ = client.shutdown().await;
+            let _ = upstream.shutdown().await;
+            (0, 0, true)
         }
+    }
+}
+
+/// Runs `copy` to its end (a failed copy moved what it counted as nothing), or until the
+/// connection has been idle for `idle`: `None`.
+async fn until_idle(
+    copy: impl Future<Output = std::io::Result<(u64, u64)>>,
+    activity: &ConnActivity,
+    idle: Option<Duration>,
+) -> Option<(u64, u64)> {
+    let copy = async { copy.await.unwrap_or((0, 0)) };
+    match idle {
+        None => Some(copy.await),
         Some(idle) => tokio::select! {
-            r = copy => { let (s, r) = r.unwrap_or((0, 0)); (s, r, false) }
-            _ = activity.idle_for(idle) => {
-                let _ = client.shutdown().await;
-                let _ = upstream.shutdown().await;
-                (0, 0, true)
-            }
+            moved = copy => Some(moved),
+            _ = activity.idle_for(idle) => None,
         },
     }
 }

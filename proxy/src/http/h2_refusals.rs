@@ -18,6 +18,16 @@ enum Scan {
     ResetCode { buf: [u8; 4], have: usize },
 }
 
+impl Scan {
+    /// At the start of the next frame.
+    fn next_frame() -> Scan {
+        Scan::Header {
+            buf: [0; 9],
+            have: 0,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct RefusedStreams {
     scan: Scan,
@@ -27,10 +37,7 @@ pub struct RefusedStreams {
 impl RefusedStreams {
     pub fn new(refused: IntCounter) -> RefusedStreams {
         RefusedStreams {
-            scan: Scan::Header {
-                buf: [0; 9],
-                have: 0,
-            },
+            scan: Scan::next_frame(),
             refused,
         }
     }
@@ -44,10 +51,7 @@ impl RefusedStreams {
                     *left -= n;
                     bytes = &bytes[n..];
                     if *left == 0 {
-                        self.scan = Scan::Header {
-                            buf: [0; 9],
-                            have: 0,
-                        };
+                        self.scan = Scan::next_frame();
                     }
                 }
                 Scan::Header { buf, have } => {
@@ -65,10 +69,7 @@ impl RefusedStreams {
                                 have: 0,
                             }
                         } else if len == 0 {
-                            Scan::Header {
-                                buf: [0; 9],
-                                have: 0,
-                            }
+                            Scan::next_frame()
                         } else {
                             Scan::Skip(len)
                         };
@@ -83,10 +84,7 @@ impl RefusedStreams {
                         if u32::from_be_bytes(*buf) == REFUSED_STREAM {
                             self.refused.inc();
                         }
-                        self.scan = Scan::Header {
-                            buf: [0; 9],
-                            have: 0,
-                        };
+                        self.scan = Scan::next_frame();
                     }
                 }
             }
