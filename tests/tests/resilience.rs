@@ -351,64 +351,27 @@ async fn per_try_timeout_versus_request_timeout() {
     );
 }
 
-#[tokio::test]
-async fn large_request_bodies_stream_once_and_are_not_retried() {
+/// POSTs bodies of the given lengths to a route that retries 503s, against an upstream that
+/// answers 503: after each, the upstream has seen the given number of requests in all (a body
+/// kept for retries is sent `1 + max_retries` times, a larger one once). Returns the proxy's count
+/// of bodies sent once for being over the bound.
+async fn post_to_a_retried_503(
+    listener_limits: &str,
+    max_retries: u32,
+    cases: &[(usize, usize)],
+) -> f64 {
     let up = Upstream::start("a", UpstreamProtocol::Http1).await;
-    let policy =
-        "retryPolicy: { maxRetries: 2, backoffBase: 0.001s, httpRetryEvents: [SERVER_ERROR] }";
-    let proxy = ProxyProcess::start(&table_yaml(
-        &route_with(policy),
-        &[("a", &[up.addr], "HTTP1")],
-    ))
-    .await
-    .unwrap();
-    let url = proxy.url("web").await;
-    let c = Client::http1();
-    let small = bytes::Bytes::from(vec![b's'; 1000]);
-    let r = c
-        .send(http::Method::POST, &format!("{url}/status/503"), &[], small)
-        .await
-        .unwrap();
-    assert_eq!(
-        (r.status.as_u16(), up.hits()),
-        (503, 3),
-        "a small body is replayed"
+    let policy = format!(
+        "retryPolicy: {{ maxRetries: {max_retries}, backoffBase: 0.001s, httpRetryEvents: [SERVER_ERROR] }}"
     );
-    assert_eq!(r.json()["body_len"], 1000);
-    let big = bytes::Bytes::from(vec![b'b'; 200_000]);
-    let r = c
-        .send(http::Method::POST, &format!("{url}/status/503"), &[], big)
-        .await
-        .unwrap();
-    assert_eq!(
-        (r.status.as_u16(), up.hits()),
-        (503, 4),
-        "a 200 KB body is sent once"
-    );
-    assert_eq!(r.json()["body_len"], 200_000);
-    assert_eq!(
-        proxy
-            .metric("ferry_http_upstream_retry_body_too_large_total{cluster=\"a\"}")
-            .await,
-        1.0
-    );
-}
-
-/// `limits.maxRetryBodyBytes` moves the bound: a body within it is retried, one past it is sent
-/// once and counted.
-#[tokio::test]
-async fn the_retry_body_bound_is_the_listeners_max_retry_body_bytes() {
-    let up = Upstream::start("a", UpstreamProtocol::Http1).await;
-    let policy =
-        "retryPolicy: { maxRetries: 1, backoffBase: 0.001s, httpRetryEvents: [SERVER_ERROR] }";
-    let yaml = table_yaml(&route_with(policy), &[("a", &[up.addr], "HTTP1")]).replace(
+    let yaml = table_yaml(&route_with(&policy), &[("a", &[up.addr], "HTTP1")]).replace(
         "    virtualHosts:",
-        "    limits: { maxRetryBodyBytes: 2048 }\n    virtualHosts:",
+        &format!("{listener_limits}    virtualHosts:"),
     );
     let proxy = ProxyProcess::start(&yaml).await.unwrap();
     let url = proxy.url("web").await;
     let c = Client::http1();
-    for (len, hits) in [(2048, 2), (2049, 3)] {
+    for &(len, hits) in cases {
         let body = bytes::Bytes::from(vec![b'x'; len]);
         let r = c
             .send(http::Method::POST, &format!("{url}/status/503"), &[], body)
@@ -421,12 +384,26 @@ async fn the_retry_body_bound_is_the_listeners_max_retry_body_bytes() {
         );
         assert_eq!(r.json()["body_len"], len);
     }
-    assert_eq!(
-        proxy
-            .metric("ferry_http_upstream_retry_body_too_large_total{cluster=\"a\"}")
-            .await,
-        1.0
-    );
+    proxy
+        .metric("ferry_http_upstream_retry_body_too_large_total{cluster=\"a\"}")
+        .await
+}
+
+/// By default a 1,000-byte body is replayed and a 200 KB one streams once, is not retried, and
+/// is counted.
+#[tokio::test]
+async fn large_request_bodies_stream_once_and_are_not_retried() {
+    let too_large = post_to_a_retried_503("", 2, &[(1000, 3), (200_000, 4)]).await;
+    assert_eq!(too_large, 1.0);
+}
+
+/// `limits.maxRetryBodyBytes` moves the bound: a body within it is retried, one past it is sent
+/// once and counted.
+#[tokio::test]
+async fn the_retry_body_bound_is_the_listeners_max_retry_body_bytes() {
+    let limits = "    limits: { maxRetryBodyBytes: 2048 }\n";
+    let too_large = post_to_a_retried_503(limits, 1, &[(2048, 2), (2049, 3)]).await;
+    assert_eq!(too_large, 1.0);
 }
 
 #[tokio::test]
