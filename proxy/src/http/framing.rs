@@ -142,7 +142,7 @@ impl Watch {
                         if let Some(next) = next {
                             self.state = next;
                         } else {
-                            self.keep_partial(data);
+                            self.keep_partial(data.to_vec());
                         }
                         used.min(data.len())
                     } else {
@@ -156,7 +156,7 @@ impl Watch {
                                 used.saturating_sub(before).min(data.len())
                             }
                             None => {
-                                self.keep_partial(&joined);
+                                self.keep_partial(joined);
                                 data.len()
                             }
                         }
@@ -169,11 +169,11 @@ impl Watch {
 
     /// A head not yet complete: kept for the next read, or the watch gives up on a head longer
     /// than hyper accepts.
-    fn keep_partial(&mut self, bytes: &[u8]) {
+    fn keep_partial(&mut self, bytes: Vec<u8>) {
         self.state = if bytes.len() > MAX_HEAD {
             State::Off
         } else {
-            State::Head(bytes.to_vec())
+            State::Head(bytes)
         };
     }
 
