@@ -270,6 +270,17 @@ async fn get(c: &Client, url: &str, headers: &[(&str, &str)]) -> Reply {
     r
 }
 
+/// The two spans of one request through A then B: A's CLIENT span and B's SERVER span.
+fn client_and_server(spans: &[Received]) -> (&Received, &Received) {
+    let kind = |k: SpanKind| {
+        spans
+            .iter()
+            .find(|s| s.span.kind == k as i32)
+            .unwrap_or_else(|| panic!("no {k:?} span in {spans:#?}"))
+    };
+    (kind(SpanKind::Client), kind(SpanKind::Server))
+}
+
 #[tokio::test]
 async fn each_hop_exports_a_span_nested_under_its_caller() {
     let (collector, endpoint) = Collector::start().await;
@@ -359,14 +370,7 @@ async fn each_hop_exports_a_span_nested_under_its_caller() {
 
     let spans = collector.of_trace(TRACE_ID);
     assert_eq!(spans.len(), 2, "{spans:#?}");
-    let a = spans
-        .iter()
-        .find(|s| s.span.kind == SpanKind::Client as i32)
-        .expect("A's CLIENT span");
-    let b = spans
-        .iter()
-        .find(|s| s.span.kind == SpanKind::Server as i32)
-        .expect("B's SERVER span");
+    let (a, b) = client_and_server(&spans);
     assert_eq!(
         a.parent_id(),
         CALLER_SPAN,
@@ -408,14 +412,7 @@ async fn each_hop_exports_a_span_nested_under_its_caller() {
 
     let grpc_spans = collector.of_trace(xray_trace);
     assert_eq!(grpc_spans.len(), 2, "{grpc_spans:#?}");
-    let ga = grpc_spans
-        .iter()
-        .find(|s| s.span.kind == SpanKind::Client as i32)
-        .expect("A's span");
-    let gb = grpc_spans
-        .iter()
-        .find(|s| s.span.kind == SpanKind::Server as i32)
-        .expect("B's span");
+    let (ga, gb) = client_and_server(&grpc_spans);
     assert_eq!(
         ga.parent_id(),
         "53995c3f42cd8ad8",
@@ -432,14 +429,7 @@ async fn each_hop_exports_a_span_nested_under_its_caller() {
 
     let fresh_spans = collector.of_trace(&new_trace);
     assert_eq!(fresh_spans.len(), 2, "{fresh_spans:#?}");
-    let fa = fresh_spans
-        .iter()
-        .find(|s| s.span.kind == SpanKind::Client as i32)
-        .expect("A's span");
-    let fb = fresh_spans
-        .iter()
-        .find(|s| s.span.kind == SpanKind::Server as i32)
-        .expect("B's span");
+    let (fa, fb) = client_and_server(&fresh_spans);
     assert!(fa.span.parent_span_id.is_empty(), "A's span is the root");
     assert_eq!(fb.parent_id(), fa.span_id());
     assert_eq!(new_parent, fb.span_id());
