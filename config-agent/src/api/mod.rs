@@ -15,16 +15,12 @@ pub mod sigv4;
 pub mod time;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 
@@ -41,28 +37,7 @@ const MAX_BODY: usize = 1 << 20;
 
 /// Serves the API on `listener` in the background.
 pub fn spawn(api: Arc<Api>, listener: TcpListener) {
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = match listener.accept().await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!("API accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let api = Arc::clone(&api);
-            tokio::spawn(async move {
-                let svc = service_fn(move |req| {
-                    let api = Arc::clone(&api);
-                    async move { Ok::<_, Infallible>(handle(api, req).await) }
-                });
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
+    crate::server::http::serve("API", api, listener, handle);
 }
 
 fn respond(status: StatusCode, body: String) -> Response<Full<Bytes>> {

@@ -1,6 +1,5 @@
 //! The agent's admin HTTP server: `/ready`, `/metrics` (alias `/stats/prometheus`), `/proxies`
 //! (each connected proxy, its version, last ACK/NACK and error) and `/status` (the model).
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -8,36 +7,14 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use super::Agent;
 
 /// Serves the admin API on `listener` in the background.
 pub fn spawn(agent: Arc<Agent>, listener: TcpListener) {
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = match listener.accept().await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!("admin accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let agent = Arc::clone(&agent);
-            tokio::spawn(async move {
-                let svc = service_fn(move |req| {
-                    let agent = Arc::clone(&agent);
-                    async move { Ok::<_, Infallible>(route(&agent, req)) }
-                });
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
+    super::http::serve("admin", agent, listener, |agent, req| async move {
+        route(&agent, req)
     });
 }
 

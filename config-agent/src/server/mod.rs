@@ -2,6 +2,7 @@
 //! proxy), the gRPC stream each proxy holds (`grpc`), and the admin HTTP server (`admin`).
 pub mod admin;
 pub mod grpc;
+pub mod http;
 pub mod metrics;
 
 use std::collections::{BTreeMap, HashMap};
