@@ -219,6 +219,15 @@ def step_no_auth(endpoint):
     assert c.list_meshes()["meshes"] == []
 
 
+def at_once(target, n):
+    """Runs target(0) … target(n - 1) on n threads at once and waits for them all."""
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def step_concurrency(endpoint, limit):
     """Against the hand-written mesh of the test: concurrent writers, If-Match, client tokens."""
     c = client(endpoint)
@@ -234,11 +243,7 @@ def step_concurrency(endpoint, limit):
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(repr(e))
 
-    threads = [threading.Thread(target=updates, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    at_once(updates, 8)
     assert not errors, errors
     end = c.describe_route(**route)["route"]["metadata"]["version"]
     assert end == start + 40, f"lost updates: version {start} + 40 updates = {end}"
@@ -251,11 +256,7 @@ def step_concurrency(endpoint, limit):
         except Exception as e:  # noqa: BLE001
             errors.append(repr(e))
 
-    threads = [threading.Thread(target=tag, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    at_once(tag, 8)
     assert not errors, errors
     tags = c.list_tags_for_resource(resourceArn=arn)["tags"]
     assert sorted(t["key"] for t in tags) == [f"k{i}" for i in range(8)], tags
