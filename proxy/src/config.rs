@@ -47,6 +47,22 @@ pub async fn apply_file(proxy: &Proxy, path: &Path) -> Result<Applied, LoadError
     })
 }
 
+/// Reads, decodes and compiles `path` without applying it (`--validate`).
+pub fn check_file(proxy: &Proxy, path: &Path) -> Result<String, LoadError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: name.clone(),
+        source,
+    })?;
+    if text.trim().is_empty() {
+        return Err(DecodeError::at(&name, &text, "", "the file is empty").into());
+    }
+    let table = ferry_api::decode(&text, Format::from_path(path), &name)?;
+    proxy
+        .check(table)
+        .map_err(|e| DecodeError::at(&name, &text, &e.field_path(), e.message()).into())
+}
+
 /// Decodes and applies `text` (named `name` in errors).
 pub async fn apply_text(
     proxy: &Proxy,
@@ -58,7 +74,12 @@ pub async fn apply_text(
         // Almost always a file caught mid-write; an empty table would answer 404 to everything.
         return Err(DecodeError::at(name, text, "", "the file is empty").into());
     }
-    let table = ferry_api::decode(text, format, name)?;
+    // Decoding a large table (a 10,000-route YAML file is ~2 MB) takes tens of milliseconds: it
+    // runs on the blocking pool, off the thread that serves connections.
+    let (owned, label) = (text.to_owned(), name.to_owned());
+    let table = tokio::task::spawn_blocking(move || ferry_api::decode(&owned, format, &label))
+        .await
+        .map_err(|e| DecodeError::at(name, text, "", format!("the decoder failed: {e}")))??;
     proxy
         .apply(table)
         .await
@@ -120,20 +141,7 @@ pub fn watch(
             last_seen = hash;
             let name = path.display().to_string();
             let format = Format::from_path(&path);
-            // Decoding and compiling a large table takes tens of milliseconds: on a worker thread
-            // that would stall every connection it serves. block_in_place hands this worker's
-            // other tasks to a fresh worker meanwhile (multi-thread runtimes only; tests may run
-            // on a current-thread one).
-            let applied = if tokio::runtime::Handle::current().runtime_flavor()
-                == tokio::runtime::RuntimeFlavor::MultiThread
-            {
-                tokio::task::block_in_place(|| {
-                    tokio::runtime::Handle::current()
-                        .block_on(apply_text(&proxy, &name, &text, format))
-                })
-            } else {
-                apply_text(&proxy, &name, &text, format).await
-            };
+            let applied = apply_text(&proxy, &name, &text, format).await;
             match applied {
                 Ok(version) => {
                     tracing::info!(file = %name, %version, "applied the new routing table")

@@ -34,6 +34,9 @@ pub enum ApplyError {
         address: SocketAddr,
         source: io::Error,
     },
+    /// The compiler panicked (a bug): the table is rejected and the last good one kept.
+    #[error("the table compiler failed: {0}")]
+    Compiler(String),
 }
 
 impl ApplyError {
@@ -42,6 +45,7 @@ impl ApplyError {
         match self {
             ApplyError::Invalid(e) => e.path.clone(),
             ApplyError::Bind { index, .. } => format!("listeners[{index}].address"),
+            ApplyError::Compiler(_) => String::new(),
         }
     }
 
@@ -51,6 +55,7 @@ impl ApplyError {
             ApplyError::Bind {
                 address, source, ..
             } => format!("cannot listen on {address}: {source}"),
+            ApplyError::Compiler(e) => format!("the table compiler failed: {e}"),
         }
     }
 }
@@ -77,7 +82,7 @@ pub struct Proxy {
     /// Which names and labels `/stats/prometheus` shows.
     pub stats: StatsSettings,
     /// DNS resolution loops of the DNS clusters.
-    pub discovery: Discovery,
+    pub discovery: Arc<Discovery>,
     current: ArcSwapOption<RuntimeTable>,
     control: Mutex<ControlState>,
     started: Instant,
@@ -118,7 +123,7 @@ impl Proxy {
         let metrics = Arc::new(Metrics::new());
         metrics.live.set(1);
         Proxy {
-            discovery: Discovery::new(metrics.registry(), dns_servers),
+            discovery: Arc::new(Discovery::new(metrics.registry(), dns_servers)),
             metrics,
             stats: StatsSettings::default(),
             current: ArcSwapOption::empty(),
@@ -199,17 +204,44 @@ impl Proxy {
         warm
     }
 
-    /// Compiles and applies `source`; on error nothing changes. Returns the applied version.
-    pub async fn apply(&self, source: v1::RoutingTable) -> Result<String, ApplyError> {
-        let mut control = self.control.lock().await;
+    /// Compiles `source` as [`Proxy::apply`] would, without binding its ports or serving it:
+    /// `--validate`, which may run beside a proxy that serves the same file. Returns the version.
+    pub fn check(&self, source: v1::RoutingTable) -> Result<String, ApplyError> {
+        let mut sinks = SinkRegistry::default();
         let previous = self.current.load_full();
         let table = compile_with(
             source,
             previous.as_deref(),
             &self.metrics,
-            &mut control.sinks,
+            &mut sinks,
             Some(&self.discovery),
         )?;
+        Ok(table.version.clone())
+    }
+
+    /// Compiles and applies `source`; on error nothing changes. Returns the applied version.
+    pub async fn apply(&self, source: v1::RoutingTable) -> Result<String, ApplyError> {
+        let mut control = self.control.lock().await;
+        let previous = self.current.load_full();
+        // Compiling a large table takes tens of milliseconds: it runs on the blocking pool, so
+        // that the thread serving connections (the only one at `--concurrency 1`) keeps serving.
+        let (metrics, discovery) = (Arc::clone(&self.metrics), Arc::clone(&self.discovery));
+        let mut sinks = std::mem::take(&mut control.sinks);
+        let old = previous.clone();
+        let (compiled, sinks) = tokio::task::spawn_blocking(move || {
+            let compiled = compile_with(
+                source,
+                old.as_deref(),
+                &metrics,
+                &mut sinks,
+                Some(&discovery),
+            );
+            (compiled, sinks)
+        })
+        .await
+        .map_err(|e| ApplyError::Compiler(e.to_string()))?;
+        control.sinks = sinks;
+        let table = compiled?;
 
         // Bind every new socket first, so a port in use rejects the whole table.
         let mut bound: HashMap<String, TcpListener> = HashMap::new();

@@ -45,6 +45,27 @@ fn validate_accepts_the_examples() {
 }
 
 #[test]
+fn validate_binds_nothing_so_it_can_check_the_file_a_running_proxy_serves() {
+    // The port is taken, as it is when a proxy serves this very file.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table = VALID.replace("127.0.0.1:0", &addr.to_string());
+    let path = write(&dir, "served.yaml", &table);
+    let out = proxy()
+        .args(["--validate", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+}
+
+#[test]
 fn invalid_config_at_startup_exits_non_zero_naming_file_line_and_field() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cases = [
