@@ -122,8 +122,31 @@ async fn send_h1(
             }
         }
     }
+    // Boxed: connecting (TCP, maybe TLS, the handshake) is the rare path, and its state would
+    // otherwise make every request's future larger, and so every move of it dearer.
+    let mut sender = Box::pin(open_h1(cluster, ep, upgrade)).await?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|source| UpstreamError::Request {
+            addr: ep.addr,
+            source,
+        })?;
+    let pooled = (!upgrade).then(|| PooledConn {
+        sender,
+        endpoint: Arc::clone(ep),
+    });
+    Ok((resp, pooled))
+}
+
+/// A new HTTP/1.1 connection to `ep`, driven by its own task.
+async fn open_h1(
+    cluster: &Cluster,
+    ep: &Endpoint,
+    upgrade: bool,
+) -> Result<http1::SendRequest<RequestBody>, UpstreamError> {
     let io = connect(cluster, ep).await?;
-    let (mut sender, conn) = http1::Builder::new()
+    let (sender, conn) = http1::Builder::new()
         .handshake(io)
         .await
         .map_err(|source| UpstreamError::Handshake {
@@ -143,18 +166,7 @@ async fn send_h1(
             active.dec();
         });
     }
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|source| UpstreamError::Request {
-            addr: ep.addr,
-            source,
-        })?;
-    let pooled = (!upgrade).then(|| PooledConn {
-        sender,
-        endpoint: Arc::clone(ep),
-    });
-    Ok((resp, pooled))
+    Ok(sender)
 }
 
 async fn send_h2(
@@ -208,6 +220,17 @@ async fn h2_sender(
     if let Some(s) = ep.h2.load_full().filter(|s| !s.is_closed()) {
         return Ok((*s).clone());
     }
+    // Boxed for the reason `open_h1` is.
+    let sender = Box::pin(open_h2(cluster, ep)).await?;
+    ep.h2.store(Some(Arc::new(sender.clone())));
+    Ok(sender)
+}
+
+/// A new HTTP/2 connection to `ep`, driven by its own task.
+async fn open_h2(
+    cluster: &Cluster,
+    ep: &Endpoint,
+) -> Result<http2::SendRequest<RequestBody>, UpstreamError> {
     let io = connect(cluster, ep).await?;
     let (sender, conn) = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
@@ -223,7 +246,6 @@ async fn h2_sender(
         let _ = conn.await;
         active.dec();
     });
-    ep.h2.store(Some(Arc::new(sender.clone())));
     Ok(sender)
 }
 

@@ -44,7 +44,7 @@ macro_rules! either_stream {
                 bufs: &[io::IoSlice<'_>],
             ) -> Poll<io::Result<usize>> {
                 match self.get_mut() {
-                    $name::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+                    $name::Plain(s) => poll_write_coalesced(Pin::new(s), cx, bufs),
                     $name::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
                 }
             }
@@ -71,6 +71,31 @@ macro_rules! either_stream {
             }
         }
     };
+}
+
+/// Vectored writes up to this many bytes are copied into one buffer and sent with one send(2):
+/// hyper writes a message's head and body as two slices, and for the small messages of most
+/// requests writev(2)'s extra VFS work (fdget_pos, rw_verify_area, iovec import) costs more than
+/// the copy (~0.4 µs a request on loopback in benches/load profiles). Larger writes stay vectored.
+const COALESCE_WRITES_UP_TO: usize = 1024;
+
+fn poll_write_coalesced(
+    stream: Pin<&mut TcpStream>,
+    cx: &mut Context<'_>,
+    bufs: &[io::IoSlice<'_>],
+) -> Poll<io::Result<usize>> {
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
+    if total > COALESCE_WRITES_UP_TO {
+        return stream.poll_write_vectored(cx, bufs);
+    }
+    let mut joined = [0u8; COALESCE_WRITES_UP_TO];
+    let mut len = 0;
+    for b in bufs {
+        joined[len..len + b.len()].copy_from_slice(b);
+        len += b.len();
+    }
+    // Bytes written are counted from the front of the concatenation, as writev(2) counts them.
+    stream.poll_write(cx, &joined[..len])
 }
 
 either_stream!(ServerStream, tokio_rustls::server::TlsStream<TcpStream>);
