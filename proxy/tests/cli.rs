@@ -51,18 +51,8 @@ fn validate_binds_nothing_so_it_can_check_the_file_a_running_proxy_serves() {
     let addr = taken.local_addr().expect("addr");
     let dir = tempfile::tempdir().expect("tempdir");
     let table = VALID.replace("127.0.0.1:0", &addr.to_string());
-    let path = write(&dir, "served.yaml", &table);
-    let out = proxy()
-        .args(["--validate", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+    let stdout = accepted_by_validate(&dir, "served.yaml", &table);
+    assert!(stdout.contains("valid"), "{stdout}");
 }
 
 #[test]
@@ -127,6 +117,22 @@ fn invalid_config_at_startup_exits_non_zero_naming_file_line_and_field() {
         assert!(stderr.contains(field), "{to}: want {field} in: {stderr}");
         assert!(stderr.contains(words), "{to}: want {words:?} in: {stderr}");
     }
+}
+
+/// Writes `table` as `name`, runs `--validate` on it, asserts it is accepted, returns stdout.
+fn accepted_by_validate(dir: &tempfile::TempDir, name: &str, table: &str) -> String {
+    let path = write(dir, name, table);
+    let out = proxy()
+        .args(["--validate", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Writes `table` as `name`, runs `--validate` on it, asserts it is refused, returns stderr.
@@ -218,17 +224,7 @@ fn tcp_routes_on_an_http_listener_need_original_destinations_and_ports() {
         "    address: 127.0.0.1:0",
         &format!("    address: 127.0.0.1:0\n    originalDst: true{tcp_route}"),
     );
-    let path = write(&dir, "mixed.yaml", &mixed);
-    let out = proxy()
-        .args(["--validate", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    accepted_by_validate(&dir, "mixed.yaml", &mixed);
 }
 
 #[test]
