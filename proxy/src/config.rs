@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_api::{DecodeError, Format};
+use ferry_api::{DecodeError, Format, v1};
 use notify::{RecursiveMode, Watcher};
 
-use crate::server::Proxy;
+use crate::server::{ApplyError, Proxy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -33,13 +33,7 @@ pub struct Applied {
 
 /// Reads, decodes and applies `path`.
 pub async fn apply_file(proxy: &Proxy, path: &Path) -> Result<Applied, LoadError> {
-    let name = path.display().to_string();
-    let text = tokio::fs::read_to_string(path)
-        .await
-        .map_err(|source| LoadError::Read {
-            path: name.clone(),
-            source,
-        })?;
+    let (name, text) = read(path).await?;
     let version = apply_text(proxy, &name, &text, Format::from_path(path)).await?;
     Ok(Applied {
         version,
@@ -48,19 +42,10 @@ pub async fn apply_file(proxy: &Proxy, path: &Path) -> Result<Applied, LoadError
 }
 
 /// Reads, decodes and compiles `path` without applying it (`--validate`).
-pub fn check_file(proxy: &Proxy, path: &Path) -> Result<String, LoadError> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-        path: name.clone(),
-        source,
-    })?;
-    if text.trim().is_empty() {
-        return Err(DecodeError::at(&name, &text, "", "the file is empty").into());
-    }
-    let table = ferry_api::decode(&text, Format::from_path(path), &name)?;
-    proxy
-        .check(table)
-        .map_err(|e| DecodeError::at(&name, &text, &e.field_path(), e.message()).into())
+pub async fn check_file(proxy: &Proxy, path: &Path) -> Result<String, LoadError> {
+    let (name, text) = read(path).await?;
+    let table = decode(&name, &text, Format::from_path(path))?;
+    proxy.check(table).map_err(|e| located(&name, &text, &e))
 }
 
 /// Decodes and applies `text` (named `name` in errors).
@@ -70,20 +55,38 @@ pub async fn apply_text(
     text: &str,
     format: Format,
 ) -> Result<String, LoadError> {
-    if text.trim().is_empty() {
-        // Almost always a file caught mid-write; an empty table would answer 404 to everything.
-        return Err(DecodeError::at(name, text, "", "the file is empty").into());
-    }
     // Decoding a large table (a 10,000-route YAML file is ~2 MB) takes tens of milliseconds: it
     // runs on the blocking pool, off the thread that serves connections.
     let (owned, label) = (text.to_owned(), name.to_owned());
-    let table = tokio::task::spawn_blocking(move || ferry_api::decode(&owned, format, &label))
+    let table = tokio::task::spawn_blocking(move || decode(&label, &owned, format))
         .await
         .map_err(|e| DecodeError::at(name, text, "", format!("the decoder failed: {e}")))??;
     proxy
         .apply(table)
         .await
-        .map_err(|e| DecodeError::at(name, text, &e.field_path(), e.message()).into())
+        .map_err(|e| located(name, text, &e))
+}
+
+/// The file's name as errors give it, and its text.
+async fn read(path: &Path) -> Result<(String, String), LoadError> {
+    let name = path.display().to_string();
+    match tokio::fs::read_to_string(path).await {
+        Ok(text) => Ok((name, text)),
+        Err(source) => Err(LoadError::Read { path: name, source }),
+    }
+}
+
+fn decode(name: &str, text: &str, format: Format) -> Result<v1::RoutingTable, LoadError> {
+    if text.trim().is_empty() {
+        // Almost always a file caught mid-write; an empty table would answer 404 to everything.
+        return Err(DecodeError::at(name, text, "", "the file is empty").into());
+    }
+    Ok(ferry_api::decode(text, format, name)?)
+}
+
+/// A table the proxy refused, pointed at the line of `text` its field path names.
+fn located(name: &str, text: &str, e: &ApplyError) -> LoadError {
+    DecodeError::at(name, text, &e.field_path(), e.message()).into()
 }
 
 fn content_hash(text: &str) -> u64 {

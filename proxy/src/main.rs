@@ -276,6 +276,7 @@ async fn run(args: RunArgs, set_level: admin::SetLogLevel) -> anyhow::Result<()>
     if args.validate {
         // Binds nothing: the file may be the one a running proxy serves.
         let version = config::check_file(&proxy, &config_path)
+            .await
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         println!("{}: valid (version {version})", config_path.display());
         return Ok(());

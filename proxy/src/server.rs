@@ -55,7 +55,7 @@ impl ApplyError {
             ApplyError::Bind {
                 address, source, ..
             } => format!("cannot listen on {address}: {source}"),
-            ApplyError::Compiler(e) => format!("the table compiler failed: {e}"),
+            ApplyError::Compiler(_) => self.to_string(),
         }
     }
 }
