@@ -84,6 +84,10 @@ fn poll_write_coalesced(
     cx: &mut Context<'_>,
     bufs: &[io::IoSlice<'_>],
 ) -> Poll<io::Result<usize>> {
+    // One slice needs no copy.
+    if let [only] = bufs {
+        return stream.poll_write(cx, only);
+    }
     let total: usize = bufs.iter().map(|b| b.len()).sum();
     if total > COALESCE_WRITES_UP_TO {
         return stream.poll_write_vectored(cx, bufs);
