@@ -119,14 +119,19 @@ fn invalid_config_at_startup_exits_non_zero_naming_file_line_and_field() {
     }
 }
 
-/// Writes `table` as `name`, runs `--validate` on it, asserts it is accepted, returns stdout.
-fn accepted_by_validate(dir: &tempfile::TempDir, name: &str, table: &str) -> String {
+/// Writes `table` as `name` and runs `--validate` on it.
+fn validate(dir: &tempfile::TempDir, name: &str, table: &str) -> std::process::Output {
     let path = write(dir, name, table);
-    let out = proxy()
+    proxy()
         .args(["--validate", "--config"])
         .arg(&path)
         .output()
-        .expect("run");
+        .expect("run")
+}
+
+/// Runs `--validate` on `table`, asserts it is accepted, returns stdout.
+fn accepted_by_validate(dir: &tempfile::TempDir, name: &str, table: &str) -> String {
+    let out = validate(dir, name, table);
     assert!(
         out.status.success(),
         "{name}: {}",
@@ -135,14 +140,9 @@ fn accepted_by_validate(dir: &tempfile::TempDir, name: &str, table: &str) -> Str
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Writes `table` as `name`, runs `--validate` on it, asserts it is refused, returns stderr.
+/// Runs `--validate` on `table`, asserts it is refused, returns stderr.
 fn refused_by_validate(dir: &tempfile::TempDir, name: &str, table: &str) -> String {
-    let path = write(dir, name, table);
-    let out = proxy()
-        .args(["--validate", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run");
+    let out = validate(dir, name, table);
     assert!(!out.status.success(), "{name} should be refused");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
