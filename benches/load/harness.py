@@ -742,6 +742,8 @@ def markdown(report):
              "(A B C … then … C B A), median of rounds; every proxy at one worker. "
              "Ratios (×) are to the best peer (Envoy, nginx, haproxy) in the same run: "
              "above 1 is more for req/s and Gbit/s, and more (worse) for latency, CPU and memory.", ""]
+    if report.get("ferry_build"):
+        lines += [f"Ferry: {report['ferry_build']}.", ""]
     if report["missing"]:
         lines += ["Not run: " + "; ".join(f"{k} ({v})" for k, v in report["missing"].items()), ""]
     for sc in report["scenarios"]:
@@ -895,6 +897,7 @@ def main():
     ap.add_argument("--envoy")
     ap.add_argument("--ferry-baseline", help="another ferry-proxy binary to run as `ferry-base` "
                     "(before/after comparisons in one interleaved run)")
+    ap.add_argument("--ferry-build", help="how --ferry was built (named in the report)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--only", help="comma-separated scenario ids (and memory, swap)")
     ap.add_argument("--targets", help="comma-separated targets to run (default: all available)")
@@ -980,6 +983,7 @@ def main():
         "load": f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
                 "(1-minute; the machine is shared with builds and test runs)",
         "mode": "quick (smoke)" if args.quick else "full",
+        "ferry_build": args.ferry_build,
         "rounds": rounds,
         "scenarios": scs,
         "results": results,

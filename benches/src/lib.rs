@@ -20,6 +20,9 @@
 //!   default).
 use std::sync::Arc;
 
+pub mod echo;
+pub mod load_table;
+
 use ferry_api::v1::{self, cluster, header_match, route_match};
 use ferry_proxy::access_log::SinkRegistry;
 use ferry_proxy::cluster::Endpoint;

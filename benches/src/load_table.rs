@@ -1,0 +1,119 @@
+//! The routing table of the load harness (`benches/load/`) and of PGO training (`pgo-train`):
+//! [`table_with_routes`]`(N)` with every cluster pointed at the one upstream, plus, tried first,
+//! the route every peer gets: prefix `/` split 90/10 between `cluster-0` and `cluster-1` (both the
+//! same upstream, as in the peers' configs). So a request costs the same whatever N is, and N only
+//! adds what a table of N routes weighs. Optionally a TCP listener split 90/10 the same way
+//! (iperf3 in the harness), and a gRPC listener split 90/10 over HTTP/2 clusters.
+use ferry_api::v1::{self, cluster};
+
+use crate::{prefix_route, table_with_routes};
+
+/// Where the listeners of a load table listen and where their clusters point.
+#[derive(Clone, Debug, Default)]
+pub struct LoadTable {
+    /// The HTTP listener's address (`host:port`).
+    pub http: String,
+    /// The HTTP upstream every HTTP cluster points at.
+    pub upstream: String,
+    /// Extra routes (`/svc-i/` prefixes) behind the 90/10 route: a table of this size.
+    pub routes: usize,
+    /// A TCP listener and its upstream.
+    pub tcp: Option<(String, String)>,
+    /// A gRPC listener and its (HTTP/2) upstream.
+    pub grpc: Option<(String, String)>,
+    /// The table's version; `load-{routes}` when `None`.
+    pub version: Option<String>,
+}
+
+/// The table described by `spec`.
+pub fn load_table(spec: &LoadTable) -> v1::RoutingTable {
+    // table_with_routes(0) has no routes but the listener, the virtual host and the clusters.
+    let mut table = table_with_routes(spec.routes);
+    table.version = spec
+        .version
+        .clone()
+        .unwrap_or_else(|| format!("load-{}", spec.routes));
+    let listener = &mut table.listeners[0];
+    listener.address = spec.http.clone();
+    let vhost = &mut listener.virtual_hosts[0];
+    vhost.domains = vec!["*".to_owned()];
+    vhost.routes.insert(
+        0,
+        prefix_route(
+            "split",
+            0,
+            "/",
+            Vec::new(),
+            &[("cluster-0", 90), ("cluster-1", 10)],
+        ),
+    );
+    for c in &mut table.clusters {
+        c.discovery = Some(static_endpoint(&spec.upstream));
+    }
+    if let Some((listen, target)) = &spec.tcp {
+        for name in ["tcp-a", "tcp-b"] {
+            table.clusters.push(v1::Cluster {
+                name: name.to_owned(),
+                protocol: v1::cluster::Protocol::Tcp.into(),
+                discovery: Some(static_endpoint(target)),
+                ..Default::default()
+            });
+        }
+        table.listeners.push(v1::Listener {
+            name: "tcp".to_owned(),
+            address: listen.clone(),
+            protocol: v1::listener::Protocol::Tcp.into(),
+            tcp_routes: vec![v1::TcpRoute {
+                name: "iperf".to_owned(),
+                weighted_targets: vec![
+                    v1::WeightedTarget {
+                        cluster: "tcp-a".to_owned(),
+                        weight: 90,
+                    },
+                    v1::WeightedTarget {
+                        cluster: "tcp-b".to_owned(),
+                        weight: 10,
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+    }
+    if let Some((listen, target)) = &spec.grpc {
+        for name in ["grpc-a", "grpc-b"] {
+            table.clusters.push(v1::Cluster {
+                name: name.to_owned(),
+                protocol: v1::cluster::Protocol::Grpc.into(),
+                discovery: Some(static_endpoint(target)),
+                ..Default::default()
+            });
+        }
+        table.listeners.push(v1::Listener {
+            name: "grpc".to_owned(),
+            address: listen.clone(),
+            protocol: v1::listener::Protocol::Grpc.into(),
+            virtual_hosts: vec![v1::VirtualHost {
+                name: "grpc".to_owned(),
+                domains: vec!["*".to_owned()],
+                routes: vec![prefix_route(
+                    "grpc-split",
+                    0,
+                    "/",
+                    Vec::new(),
+                    &[("grpc-a", 90), ("grpc-b", 10)],
+                )],
+            }],
+            ..Default::default()
+        });
+    }
+    table
+}
+
+fn static_endpoint(address: &str) -> cluster::Discovery {
+    cluster::Discovery::StaticEndpoints(v1::StaticEndpoints {
+        endpoints: vec![v1::Endpoint {
+            address: address.to_owned(),
+        }],
+    })
+}
