@@ -51,14 +51,12 @@ pub fn load_table(spec: &LoadTable) -> v1::RoutingTable {
         c.discovery = Some(static_endpoint(&spec.upstream));
     }
     if let Some((listen, target)) = &spec.tcp {
-        for name in ["tcp-a", "tcp-b"] {
-            table.clusters.push(v1::Cluster {
-                name: name.to_owned(),
-                protocol: v1::cluster::Protocol::Tcp.into(),
-                discovery: Some(static_endpoint(target)),
-                ..Default::default()
-            });
-        }
+        push_pair(
+            &mut table,
+            ["tcp-a", "tcp-b"],
+            v1::cluster::Protocol::Tcp,
+            target,
+        );
         table.listeners.push(v1::Listener {
             name: "tcp".to_owned(),
             address: listen.clone(),
@@ -81,14 +79,12 @@ pub fn load_table(spec: &LoadTable) -> v1::RoutingTable {
         });
     }
     if let Some((listen, target)) = &spec.grpc {
-        for name in ["grpc-a", "grpc-b"] {
-            table.clusters.push(v1::Cluster {
-                name: name.to_owned(),
-                protocol: v1::cluster::Protocol::Grpc.into(),
-                discovery: Some(static_endpoint(target)),
-                ..Default::default()
-            });
-        }
+        push_pair(
+            &mut table,
+            ["grpc-a", "grpc-b"],
+            v1::cluster::Protocol::Grpc,
+            target,
+        );
         table.listeners.push(v1::Listener {
             name: "grpc".to_owned(),
             address: listen.clone(),
@@ -108,6 +104,23 @@ pub fn load_table(spec: &LoadTable) -> v1::RoutingTable {
         });
     }
     table
+}
+
+/// Two clusters of `protocol`, both with the one endpoint `target`: the two sides of a 90/10 split.
+fn push_pair(
+    table: &mut v1::RoutingTable,
+    names: [&str; 2],
+    protocol: v1::cluster::Protocol,
+    target: &str,
+) {
+    for name in names {
+        table.clusters.push(v1::Cluster {
+            name: name.to_owned(),
+            protocol: protocol.into(),
+            discovery: Some(static_endpoint(target)),
+            ..Default::default()
+        });
+    }
 }
 
 fn static_endpoint(address: &str) -> cluster::Discovery {
