@@ -335,7 +335,8 @@ async fn h2_loop(tally: Arc<Tally>, deadline: Instant, to: SocketAddr, grpc: boo
         streams.spawn(async move {
             while Instant::now() < deadline {
                 let exchange = async {
-                    let builder = Request::builder().uri(format!("http://{to}/bench.Echo/Unary"));
+                    let path = if grpc { "/bench.Echo/Unary" } else { "/" };
+                    let builder = Request::builder().uri(format!("http://{to}{path}"));
                     let req = if grpc {
                         builder
                             .method(Method::POST)
@@ -431,25 +432,26 @@ async fn admin_loop(tally: Arc<Tally>, deadline: Instant, admin: SocketAddr) {
 }
 
 /// SIGTERM (the proxy drains and exits as in production, and an instrumented build writes its
-/// profile on exit), then waits for it; an exit other than success is an error.
+/// profile on exit), then waits for it; an exit other than success is an error. On any error the
+/// child stays in `proxy`, whose drop kills it.
 async fn stop(proxy: &mut Proxy) -> Result<(), Failure> {
-    let Some(mut child) = proxy.0.take() else {
+    let Some(child) = proxy.0.as_mut() else {
         return Ok(());
     };
-    let pid = rustix::process::Pid::from_child(&child);
-    if let Err(e) = rustix::process::kill_process(pid, rustix::process::Signal::TERM) {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(format!("could not send SIGTERM to the proxy: {e}").into());
-    }
+    let pid = rustix::process::Pid::from_child(child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM)
+        .map_err(|e| format!("could not send SIGTERM to the proxy: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match child.try_wait()? {
-            Some(status) if status.success() => return Ok(()),
-            Some(status) => return Err(format!("the proxy exited with {status}").into()),
+            Some(status) => {
+                proxy.0 = None;
+                if !status.success() {
+                    return Err(format!("the proxy exited with {status}").into());
+                }
+                return Ok(());
+            }
             None if Instant::now() > deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
                 return Err("the proxy did not exit within 30 s of SIGTERM".into());
             }
             None => tokio::time::sleep(Duration::from_millis(50)).await,
