@@ -1,13 +1,14 @@
 //! One upstream address, its in-flight count (for least-request) and its idle connections.
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use crossbeam_queue::SegQueue;
 use hyper::client::conn::{http1, http2};
 
+use super::h1::RawConn;
 use crate::http::RequestBody;
 use crate::resilience::health::HealthState;
 use crate::resilience::outlier::OutlierState;
@@ -25,6 +26,11 @@ pub struct Endpoint {
     /// Idle HTTP/1.1 connections (lock-free queue: the request path takes no lock).
     idle: SegQueue<IdleConn>,
     idle_count: AtomicUsize,
+    /// Idle connections of the direct HTTP/1.1 client (bodiless requests), lock-free too.
+    direct: SegQueue<IdleDirect>,
+    direct_count: AtomicUsize,
+    /// A task is closing this endpoint's expired and dead direct connections.
+    reaping: AtomicBool,
     /// The shared HTTP/2 connection, multiplexing every request to this endpoint.
     pub(super) h2: ArcSwapOption<http2::SendRequest<RequestBody>>,
     /// Serialises opening the HTTP/2 connection so a burst does not open one each.
@@ -36,6 +42,11 @@ pub(super) struct IdleConn {
     pub(super) since: Instant,
 }
 
+struct IdleDirect {
+    conn: Box<RawConn>,
+    since: Instant,
+}
+
 impl Endpoint {
     pub fn new(addr: SocketAddr) -> Endpoint {
         Endpoint {
@@ -45,6 +56,9 @@ impl Endpoint {
             active: AtomicU32::new(0),
             idle: SegQueue::new(),
             idle_count: AtomicUsize::new(0),
+            direct: SegQueue::new(),
+            direct_count: AtomicUsize::new(0),
+            reaping: AtomicBool::new(false),
             h2: ArcSwapOption::empty(),
             h2_connecting: tokio::sync::Mutex::new(()),
         }
@@ -55,9 +69,68 @@ impl Endpoint {
         self.active.load(Ordering::Relaxed)
     }
 
-    /// Idle pooled HTTP/1.1 connections.
+    /// Idle pooled HTTP/1.1 connections (of both clients).
     pub fn idle_connections(&self) -> usize {
-        self.idle_count.load(Ordering::Relaxed)
+        self.idle_count.load(Ordering::Relaxed) + self.direct_count.load(Ordering::Relaxed)
+    }
+
+    /// An idle direct connection that can take a request; expired and dead ones are closed.
+    pub(super) fn pop_direct(&self, idle_timeout: Duration) -> Option<Box<RawConn>> {
+        while let Some(IdleDirect { mut conn, since }) = self.direct.pop() {
+            self.direct_count.fetch_sub(1, Ordering::Relaxed);
+            if since.elapsed() <= idle_timeout && conn.is_reusable() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Returns a direct connection whose last response was read completely.
+    pub(super) fn push_direct(&self, conn: Box<RawConn>) {
+        if self.idle_connections() >= MAX_IDLE_PER_ENDPOINT {
+            return;
+        }
+        self.direct_count.fetch_add(1, Ordering::Relaxed);
+        self.direct.push(IdleDirect {
+            conn,
+            since: Instant::now(),
+        });
+    }
+
+    /// Makes sure a task closes this endpoint's idle direct connections once they expire or the
+    /// upstream closes them, so none lingers half-closed while no request comes to notice it.
+    /// The task ends when the pool is empty or the endpoint is gone.
+    pub(super) fn reap_idle_direct(self: &Arc<Self>, idle_timeout: Duration) {
+        if self.reaping.load(Ordering::Relaxed) || self.reaping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let period = idle_timeout.clamp(Duration::from_millis(50), Duration::from_secs(2));
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(ep) = weak.upgrade() else { return };
+                ep.sweep_direct(idle_timeout);
+                if ep.direct_count.load(Ordering::Relaxed) == 0 {
+                    ep.reaping.store(false, Ordering::Release);
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Closes the idle direct connections that expired or that the upstream closed.
+    fn sweep_direct(&self, idle_timeout: Duration) {
+        for _ in 0..self.direct_count.load(Ordering::Relaxed) {
+            let Some(mut idle) = self.direct.pop() else {
+                break;
+            };
+            if idle.since.elapsed() <= idle_timeout && idle.conn.is_reusable() {
+                self.direct.push(idle);
+            } else {
+                self.direct_count.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 
     pub(super) fn pop_idle(&self) -> Option<IdleConn> {

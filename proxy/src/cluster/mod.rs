@@ -4,6 +4,8 @@
 //! same `Arc<Cluster>` is reused, so its pools, counters and (later) health state carry over.
 mod counted;
 mod endpoint;
+mod h1;
+mod incoming;
 mod pool;
 mod source;
 
@@ -16,6 +18,7 @@ use arc_swap::ArcSwap;
 use ferry_api::v1;
 
 pub use endpoint::{ActiveRequest, Endpoint};
+pub use incoming::UpstreamIncoming;
 pub use pool::{PooledConn, UpstreamError, connect_stream, send};
 
 use crate::metrics::ClusterMetrics;

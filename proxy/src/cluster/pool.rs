@@ -2,6 +2,9 @@
 //! has been read whole; HTTP/2 uses one multiplexed connection per endpoint. A request that a
 //! pooled connection could not even send (the upstream closed it meanwhile) is given back by
 //! hyper and sent on another connection, so keep-alive races never reach the client.
+//!
+//! Bodiless HTTP/1.1 requests go through Ferry's direct client ([`super::h1`]) instead, with a
+//! pool of its own; a request with a body takes an idle direct connection before opening one.
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +19,8 @@ use tokio::net::TcpStream;
 use crate::tls::ClientStream;
 
 use super::counted::Counted;
-use super::{Cluster, Endpoint, UpstreamProtocol};
+use super::h1::{self, ActiveGuard};
+use super::{Cluster, Endpoint, UpstreamIncoming, UpstreamProtocol};
 use crate::http::RequestBody;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +44,11 @@ pub enum UpstreamError {
     Request {
         addr: SocketAddr,
         source: hyper::Error,
+    },
+    #[error("request to {addr} failed: {source}")]
+    Exchange {
+        addr: SocketAddr,
+        source: super::h1::ExchangeError,
     },
     #[error("no response within {0:?}")]
     Timeout(Duration),
@@ -77,10 +86,21 @@ pub async fn send(
     ep: &Arc<Endpoint>,
     req: Request<RequestBody>,
     upgrade: bool,
-) -> Result<(Response<Incoming>, Option<PooledConn>), UpstreamError> {
+) -> Result<(Response<UpstreamIncoming>, Option<PooledConn>), UpstreamError> {
     match cluster.protocol {
-        UpstreamProtocol::Http1 | UpstreamProtocol::Tcp => send_h1(cluster, ep, req, upgrade).await,
-        UpstreamProtocol::Http2 => send_h2(cluster, ep, req).await.map(|r| (r, None)),
+        UpstreamProtocol::Http1 | UpstreamProtocol::Tcp if h1::can_send(&req, upgrade) => {
+            let resp = h1::send(cluster, ep, req).await?;
+            ep.reap_idle_direct(cluster.idle_timeout);
+            Ok((resp.map(UpstreamIncoming::Direct), None))
+        }
+        UpstreamProtocol::Http1 | UpstreamProtocol::Tcp => {
+            let (resp, pooled) = send_h1(cluster, ep, req, upgrade).await?;
+            Ok((resp.map(UpstreamIncoming::Hyper), pooled))
+        }
+        UpstreamProtocol::Http2 => {
+            let resp = send_h2(cluster, ep, req).await?;
+            Ok((resp.map(UpstreamIncoming::Hyper), None))
+        }
     }
 }
 
@@ -124,7 +144,17 @@ async fn send_h1(
     }
     // Boxed: connecting (TCP, maybe TLS, the handshake) is the rare path, and its state would
     // otherwise make every request's future larger, and so every move of it dearer.
-    let mut sender = Box::pin(open_h1(cluster, ep, upgrade)).await?;
+    let sender = Box::pin(open_h1(cluster, ep, upgrade)).await?;
+    send_on_new_h1(sender, ep, req, upgrade).await
+}
+
+/// Sends on a connection no request has used through hyper yet.
+async fn send_on_new_h1(
+    mut sender: http1::SendRequest<RequestBody>,
+    ep: &Arc<Endpoint>,
+    req: Request<RequestBody>,
+    upgrade: bool,
+) -> Result<(Response<Incoming>, Option<PooledConn>), UpstreamError> {
     let resp = sender
         .send_request(req)
         .await
@@ -139,33 +169,33 @@ async fn send_h1(
     Ok((resp, pooled))
 }
 
-/// A new HTTP/1.1 connection to `ep`, driven by its own task.
+/// An HTTP/1.1 connection for hyper's client, driven by its own task: an idle connection of
+/// the direct client when there is one (so the two pools do not grow apart), else a new one.
 async fn open_h1(
     cluster: &Cluster,
     ep: &Endpoint,
     upgrade: bool,
 ) -> Result<http1::SendRequest<RequestBody>, UpstreamError> {
-    let io = connect(cluster, ep).await?;
+    let (io, active) = match ep.pop_direct(cluster.idle_timeout) {
+        Some(idle) => idle.into_stream(),
+        None => h1::open(cluster, ep).await?.into_stream(),
+    };
     let (sender, conn) = http1::Builder::new()
-        .handshake(io)
+        .handshake(TokioIo::new(io))
         .await
         .map_err(|source| UpstreamError::Handshake {
             addr: ep.addr,
             source,
         })?;
-    let active = cluster.metrics.cx_active.clone();
-    active.inc();
-    if upgrade {
-        tokio::spawn(async move {
+    let drive = async move {
+        if upgrade {
             let _ = conn.with_upgrades().await;
-            active.dec();
-        });
-    } else {
-        tokio::spawn(async move {
+        } else {
             let _ = conn.await;
-            active.dec();
-        });
-    }
+        }
+        drop::<ActiveGuard>(active);
+    };
+    tokio::spawn(drive);
     Ok(sender)
 }
 

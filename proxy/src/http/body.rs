@@ -16,7 +16,7 @@ use tokio::time::Sleep;
 
 use super::conn::InFlight;
 use crate::access_log::LogRecord;
-use crate::cluster::{ActiveRequest, Cluster, PooledConn};
+use crate::cluster::{ActiveRequest, Cluster, PooledConn, UpstreamIncoming};
 use crate::flags::ResponseFlags;
 use crate::resilience::limits::Permits;
 use crate::table::ListenerTable;
@@ -257,15 +257,15 @@ fn route_name(route: Option<(usize, usize)>, listener: &ListenerTable) -> &str {
 /// A response body from upstream: streamed, or (when a gRPC status had to be read from its
 /// trailers before deciding on a retry) already read whole, or read in part.
 pub enum UpstreamBody {
-    Stream(Incoming),
+    Stream(UpstreamIncoming),
     Buffered(Buffered),
-    Prefixed(Bytes, Incoming),
+    Prefixed(Bytes, UpstreamIncoming),
 }
 
 enum Inner {
-    Upstream(Incoming),
+    Upstream(UpstreamIncoming),
     /// Data and trailers to send before (or instead of) the rest of the upstream stream.
-    Ready(Option<Bytes>, Option<HeaderMap>, Option<Incoming>),
+    Ready(Option<Bytes>, Option<HeaderMap>, Option<UpstreamIncoming>),
 }
 
 /// The stream idle timeout is reached: nothing moved for this long.
@@ -337,7 +337,7 @@ impl ResponseBody {
                 if let (Some(d), Some(t)) = (self.idle, self.idle_timer.as_mut()) {
                     t.as_mut().reset(tokio::time::Instant::now() + d);
                 }
-                Poll::Ready(frame.map(|f| f.map_err(BoxError::from)))
+                Poll::Ready(frame)
             }
             Poll::Pending => {
                 let Some(d) = self.idle else {

@@ -18,7 +18,9 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::body::{Buffered, RequestBody, UpstreamBody};
-use crate::cluster::{self, ActiveRequest, Cluster, Endpoint, PooledConn, UpstreamError};
+use crate::cluster::{
+    self, ActiveRequest, Cluster, Endpoint, PooledConn, UpstreamError, UpstreamIncoming,
+};
 use crate::flags::ResponseFlags;
 use crate::resilience::retry::{Outcome, RetryPolicy};
 
@@ -279,7 +281,7 @@ fn grpc_status(h: &HeaderMap) -> Option<u32> {
 /// The response head and body, and its gRPC status. When the policy retries on gRPC statuses and
 /// the status is not in the headers, the trailers are read (responses up to MAX_GRPC_TRAILER_READ_BYTES).
 async fn read_grpc_status(
-    resp: Response<Incoming>,
+    resp: Response<UpstreamIncoming>,
     policy: Option<&RetryPolicy>,
 ) -> (http::response::Parts, UpstreamBody, Option<u32>) {
     let (head, mut body) = resp.into_parts();
