@@ -34,6 +34,8 @@ enum Kind {
 
 pub struct DirectBody {
     kind: Kind,
+    /// An error held back for one poll so that what was already passed on gets flushed first.
+    failed: Option<BodyError>,
     conn: Option<Box<RawConn>>,
     /// Where the connection goes back when the body is complete (None: it is not reusable).
     pool: Option<Arc<Endpoint>>,
@@ -50,6 +52,7 @@ impl DirectBody {
         };
         let mut body = DirectBody {
             kind,
+            failed: None,
             conn: Some(conn),
             pool,
         };
@@ -68,10 +71,20 @@ impl DirectBody {
         ep.push_direct(conn);
     }
 
-    fn fail(&mut self, e: BodyError) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    /// The upstream broke off the body. The error is held back for one poll (this task is woken
+    /// at once): hyper's server drops output it has buffered but not written when a body fails,
+    /// and the client should get the head and the bytes that did arrive, as Envoy sends them,
+    /// before the connection is cut.
+    fn fail(
+        &mut self,
+        e: BodyError,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         self.kind = Kind::Done;
         self.conn = None;
-        Poll::Ready(Some(Err(e)))
+        self.failed = Some(e);
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
@@ -84,6 +97,9 @@ impl Body for DirectBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
+        if let Some(e) = this.failed.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
         loop {
             let Some(conn) = this.conn.as_mut() else {
                 return Poll::Ready(None);
@@ -116,7 +132,7 @@ impl Body for DirectBody {
                         return Poll::Ready(None);
                     }
                     Ok(None) => {}
-                    Err(e) => return this.fail(e.into()),
+                    Err(e) => return this.fail(e.into(), cx),
                 },
                 Kind::Length(_) | Kind::UntilClose => {}
             }
@@ -129,18 +145,18 @@ impl Body for DirectBody {
                             this.conn = None;
                             Poll::Ready(None)
                         }
-                        Kind::Length(left) => this.fail(BodyError::Incomplete(left)),
-                        _ => this.fail(BodyError::IncompleteChunked),
+                        Kind::Length(left) => this.fail(BodyError::Incomplete(left), cx),
+                        _ => this.fail(BodyError::IncompleteChunked, cx),
                     };
                 }
                 Ok(_) => {}
-                Err(e) => return this.fail(e.into()),
+                Err(e) => return this.fail(e.into(), cx),
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.kind, Kind::Done)
+        matches!(self.kind, Kind::Done) && self.failed.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -140,6 +140,11 @@ pub fn parse_response(
             Version::HTTP_11
         };
         let (framing, framing_allows_reuse) = framing(status, version, &headers, method)?;
+        if !framing_allows_reuse {
+            // Transfer-Encoding overrides Content-Length, which must not be forwarded with it
+            // (RFC 9112 §6.3 item 3): the client would wait for bytes that never come.
+            headers.remove(CONTENT_LENGTH);
+        }
         let keep_alive = framing_allows_reuse && framing != Framing::UntilClose && {
             let (close, keep) = connection_tokens(&headers);
             !close && (version == Version::HTTP_11 || keep)
@@ -310,6 +315,10 @@ mod tests {
         assert_eq!((h.framing, h.keep_alive), (Framing::UntilClose, false));
         let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n");
         assert_eq!((h.framing, h.keep_alive), (Framing::Chunked, false));
+        assert!(
+            !h.headers.contains_key("content-length"),
+            "the overridden length is dropped"
+        );
         let h = head("HTTP/1.1 200 OK\r\n\r\n");
         assert_eq!((h.framing, h.keep_alive), (Framing::UntilClose, false));
         let h = head("HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\nContent-Length: 7\r\n\r\n");
