@@ -479,6 +479,18 @@ mod tests {
     }
 
     #[test]
+    fn the_flag_lands_on_the_right_request_after_plain_heads() {
+        let mut stream = Vec::new();
+        stream.extend_from_slice(b"GET /a HTTP/1.1\r\nHost: a\r\nX-Content-Length: 5\r\n\r\n");
+        stream.extend_from_slice(b"GET /content-length HTTP/1.1\r\nUser-Agent: t\r\n\r\n");
+        stream.extend_from_slice(b"GET /b HTTP/1.1\r\nUpgrade-Insecure-Requests: 1\r\n\r\n");
+        // Bare LF line ends: httparse accepts them, and so does hyper.
+        stream.extend_from_slice(b"GET /c HTTP/1.1\nHost: a\n\n");
+        stream.extend_from_slice(AMBIGUOUS);
+        assert_eq!(flagged_however_split(&stream), Some(4));
+    }
+
+    #[test]
     fn either_header_order_is_ambiguous() {
         assert_eq!(flagged_however_split(AMBIGUOUS), Some(0));
         assert_eq!(
