@@ -189,7 +189,7 @@ async fn proxy_for(up: &Scripted) -> (ProxyProcess, SocketAddr) {
 #[tokio::test]
 async fn keep_alive_connections_are_reused_across_framings() {
     let up = Scripted::start(&[
-        Reply::Send(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-up: 1\r\n\r\nhello"),
+        Reply::Send(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-up: 1\r\nconnection: keep-alive, x-hop\r\nkeep-alive: timeout=5\r\nx-hop: secret\r\n\r\nhello"),
         Reply::Send(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\nx-trailer: t\r\n\r\n"),
         Reply::Send(b"HTTP/1.1 204 No Content\r\n\r\n"),
         Reply::Send(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nlast"),
@@ -200,6 +200,8 @@ async fn keep_alive_connections_are_reused_across_framings() {
     let r = request(addr, "GET", "/a?x=1", "").await;
     assert_eq!((status(&r), body(&r).as_str()), (200, "hello"), "{r}");
     assert!(r.contains("x-up: 1"), "{r}");
+    // Hop-by-hop fields, and the header the upstream's Connection named, stay on their hop.
+    assert!(!r.contains("x-hop") && !r.contains("timeout=5"), "{r}");
     let r = request(addr, "GET", "/b", "").await;
     assert_eq!((status(&r), body(&r).as_str()), (200, "abcdefg"), "{r}");
     let r = request(addr, "GET", "/c", "").await;

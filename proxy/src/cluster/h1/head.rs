@@ -7,6 +7,9 @@ use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
+/// `Keep-Alive` (parameters of a persistent connection), which `http` has no constant for.
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
 /// Header fields accepted in one response head (hyper's default).
 pub const MAX_HEADERS: usize = 100;
 /// The largest response head accepted, in bytes (hyper's default read buffer limit).
@@ -126,12 +129,18 @@ pub fn parse_response(
             continue;
         }
         let mut headers = HeaderMap::with_capacity(count);
+        let mut persistence = Persistence::default();
         for s in &spans[..count] {
             let name = HeaderName::from_bytes(&head[s.name.0 as usize..s.name.1 as usize])
                 .map_err(|_| HeadError::Header)?;
             let value =
                 HeaderValue::from_maybe_shared(head.slice(s.value.0 as usize..s.value.1 as usize))
                     .map_err(|_| HeadError::Header)?;
+            // Hop-by-hop fields that only speak of this connection are consumed here, so that
+            // the proxy's own hop-by-hop pass finds nothing to remove in the usual response.
+            if name == KEEP_ALIVE || (name == CONNECTION && persistence.read(&value)) {
+                continue;
+            }
             headers.append(name, value);
         }
         let version = if minor == 0 {
@@ -145,10 +154,10 @@ pub fn parse_response(
             // (RFC 9112 §6.3 item 3): the client would wait for bytes that never come.
             headers.remove(CONTENT_LENGTH);
         }
-        let keep_alive = framing_allows_reuse && framing != Framing::UntilClose && {
-            let (close, keep) = connection_tokens(&headers);
-            !close && (version == Version::HTTP_11 || keep)
-        };
+        let keep_alive = framing_allows_reuse
+            && framing != Framing::UntilClose
+            && !persistence.close
+            && (version == Version::HTTP_11 || persistence.keep_alive);
         return Ok(Some(ResponseHead {
             status,
             version,
@@ -218,17 +227,32 @@ fn framing(
     }
 }
 
-/// Whether the Connection header lists `close`, and whether it lists `keep-alive`.
-fn connection_tokens(headers: &HeaderMap) -> (bool, bool) {
-    let (mut close, mut keep) = (false, false);
-    for value in headers.get_all(CONNECTION) {
-        let Ok(text) = value.to_str() else { continue };
+/// What the Connection fields say about reusing the connection.
+#[derive(Default)]
+struct Persistence {
+    close: bool,
+    keep_alive: bool,
+}
+
+impl Persistence {
+    /// Reads one Connection field; true when it holds nothing but `close` and `keep-alive` (it
+    /// may then be dropped: it names no other header that the hop-by-hop pass must remove).
+    fn read(&mut self, value: &HeaderValue) -> bool {
+        let Ok(text) = value.to_str() else {
+            return false;
+        };
+        let mut only_persistence = true;
         for token in text.split(',').map(str::trim) {
-            close |= token.eq_ignore_ascii_case("close");
-            keep |= token.eq_ignore_ascii_case("keep-alive");
+            if token.eq_ignore_ascii_case("close") {
+                self.close = true;
+            } else if token.eq_ignore_ascii_case("keep-alive") {
+                self.keep_alive = true;
+            } else if !token.is_empty() {
+                only_persistence = false;
+            }
         }
+        only_persistence
     }
-    (close, keep)
 }
 
 #[cfg(test)]
@@ -332,10 +356,17 @@ mod tests {
                 .keep_alive
         );
         assert!(!head("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").keep_alive);
-        assert!(
-            head("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n")
-                .keep_alive
+        let h = head(
+            "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Length: 0\r\n\r\n",
         );
+        assert!(h.keep_alive);
+        // Fields that only speak of this connection are consumed; one naming another header
+        // stays for the hop-by-hop pass, which removes that header too.
+        assert!(!h.headers.contains_key("connection") && !h.headers.contains_key("keep-alive"));
+        let h = head(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, x-hop\r\nX-Hop: 1\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert_eq!(h.headers["connection"], "keep-alive, x-hop");
     }
 
     #[test]
