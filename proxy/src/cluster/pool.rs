@@ -177,8 +177,8 @@ async fn open_h1(
     upgrade: bool,
 ) -> Result<http1::SendRequest<RequestBody>, UpstreamError> {
     let (io, active) = match ep.pop_direct(cluster.idle_timeout) {
-        Some(idle) => idle.into_stream(),
-        None => h1::open(cluster, ep).await?.into_stream(),
+        Some(idle) => (*idle).into_stream(),
+        None => (*h1::open(cluster, ep).await?).into_stream(),
     };
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(io))

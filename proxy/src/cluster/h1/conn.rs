@@ -130,8 +130,8 @@ impl RawConn {
     }
 
     /// The stream, for hyper's client to drive (the buffer is empty: the connection was idle).
-    pub fn into_stream(self: Box<Self>) -> (Counted<ClientStream>, ActiveGuard) {
-        let RawConn { io, _active, .. } = *self;
+    pub fn into_stream(self) -> (Counted<ClientStream>, ActiveGuard) {
+        let RawConn { io, _active, .. } = self;
         (io, _active)
     }
 }
