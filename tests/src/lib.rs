@@ -49,3 +49,12 @@ pub fn table_yaml(routes: &str, clusters: &[(&str, &[std::net::SocketAddr], &str
     }
     out
 }
+
+/// The status code of a raw HTTP/1.x response's text (0 when there is none: nothing came back).
+pub fn status_of(response: &str) -> u16 {
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}

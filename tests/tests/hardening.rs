@@ -6,7 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use ferry_tests::{Client, ProxyProcess, Upstream, UpstreamProtocol, table_yaml};
+use ferry_tests::{Client, ProxyProcess, Upstream, UpstreamProtocol, status_of, table_yaml};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -45,14 +45,6 @@ async fn read_until_close(s: &mut TcpStream, wait: Duration) -> (String, bool) {
             Err(_) => return (String::from_utf8_lossy(&out).into_owned(), false),
         }
     }
-}
-
-fn status_of(response: &str) -> u16 {
-    response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
 }
 
 fn rejected(reason: &str) -> String {
