@@ -371,3 +371,45 @@ async fn idle_connections_the_upstream_closes_are_closed_without_traffic() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn large_bodies_arrive_whole_and_the_connection_is_reused() {
+    let payload: Vec<u8> = (0..4 * 1024 * 1024u32)
+        .map(|i| b'a' + (i % 26) as u8)
+        .collect();
+    let mut sized = format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+        payload.len()
+    )
+    .into_bytes();
+    sized.extend_from_slice(&payload);
+    let mut chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    for part in payload.chunks(300_000) {
+        chunked.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        chunked.extend_from_slice(part);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    // Leaked: the script holds 'static replies, and these live as long as the test anyway.
+    let up = Scripted::start(&[
+        Reply::Send(Box::leak(sized.into_boxed_slice())),
+        Reply::Send(Box::leak(chunked.into_boxed_slice())),
+    ])
+    .await;
+    let (_proxy, addr) = proxy_for(&up).await;
+    let want = String::from_utf8(payload).unwrap();
+    for framing in ["sized", "chunked"] {
+        let r = request(addr, "GET", "/big", "").await;
+        assert_eq!(status(&r), 200, "{framing}");
+        let got = body(&r);
+        assert_eq!(got.len(), want.len(), "{framing}: length");
+        assert!(got == want, "{framing}: the bytes differ");
+    }
+    let r = request(addr, "GET", "/small", "").await;
+    assert_eq!((status(&r), body(&r).as_str()), (200, "ok"), "{r}");
+    assert_eq!(
+        up.connections(),
+        1,
+        "one connection carried both large bodies and the next request"
+    );
+}

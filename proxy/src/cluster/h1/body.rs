@@ -65,9 +65,10 @@ impl DirectBody {
     /// The response has been read whole: the connection goes back to the pool if it may.
     fn finish(&mut self) {
         self.kind = Kind::Done;
-        let (Some(conn), Some(ep)) = (self.conn.take(), self.pool.take()) else {
+        let (Some(mut conn), Some(ep)) = (self.conn.take(), self.pool.take()) else {
             return;
         };
+        conn.shrink();
         ep.push_direct(conn);
     }
 

@@ -7,14 +7,17 @@ use std::task::{Context, Poll, Waker};
 use bytes::BytesMut;
 use http::{HeaderMap, Method};
 use prometheus::IntGauge;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::head::{self, ResponseHead};
 use crate::cluster::counted::Counted;
 use crate::tls::ClientStream;
 
-/// Read buffer size: a whole small response in one read, as hyper's initial buffer.
-const READ_CHUNK: usize = 8 * 1024;
+/// The first read of a response: a whole small response at once, as hyper's initial buffer.
+const READ_MIN: usize = 8 * 1024;
+/// Reads grow up to this while they keep filling the buffer (a large body), as hyper's adaptive
+/// read strategy does, so a large download takes few system calls.
+const READ_MAX: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExchangeError {
@@ -58,6 +61,8 @@ pub struct RawConn {
     io: Counted<ClientStream>,
     /// What has been read and not yet taken: the rest of a response, or nothing between them.
     pub(super) read: BytesMut,
+    /// How much the next read asks for (between READ_MIN and READ_MAX).
+    read_size: usize,
     write: Vec<u8>,
     _active: ActiveGuard,
 }
@@ -67,7 +72,8 @@ impl RawConn {
         active.inc();
         Box::new(RawConn {
             io,
-            read: BytesMut::with_capacity(READ_CHUNK),
+            read: BytesMut::with_capacity(READ_MIN),
+            read_size: READ_MIN,
             write: Vec::with_capacity(512),
             _active: ActiveGuard(active),
         })
@@ -106,8 +112,7 @@ impl RawConn {
             if received && let Some(head) = head::parse_response(&mut self.read, method)? {
                 return Ok(head);
             }
-            self.reserve();
-            match self.io.read_buf(&mut self.read).await {
+            match std::future::poll_fn(|cx| self.poll_fill(cx)).await {
                 Ok(0) if !received => return Err(ExchangeError::ClosedBeforeResponse),
                 Ok(0) => return Err(ExchangeError::ClosedInHead),
                 Ok(_) => received = true,
@@ -119,14 +124,28 @@ impl RawConn {
 
     /// Reads more into the buffer. `Ok(0)`: the upstream closed the connection.
     pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        self.reserve();
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
+        if self.read.capacity() - self.read.len() < self.read_size / 2 {
+            self.read.reserve(self.read_size);
+        }
+        let room = self.read.capacity() - self.read.len();
+        let polled = tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read);
+        if let Poll::Ready(Ok(n)) = polled {
+            if n == room {
+                self.read_size = (self.read_size * 2).min(READ_MAX);
+            } else if n < self.read_size / 4 {
+                self.read_size = (self.read_size / 2).max(READ_MIN);
+            }
+        }
+        polled
     }
 
-    fn reserve(&mut self) {
-        if self.read.capacity() - self.read.len() < READ_CHUNK / 2 {
-            self.read.reserve(READ_CHUNK);
+    /// Called as the connection goes back to the pool: a buffer grown for a large body is let
+    /// go, so that idle connections hold no more than a small response needs.
+    pub fn shrink(&mut self) {
+        if self.read.is_empty() && self.read.capacity() > 2 * READ_MIN {
+            self.read = BytesMut::new();
         }
+        self.read_size = READ_MIN;
     }
 
     /// The stream, for hyper's client to drive (the buffer is empty: the connection was idle).
