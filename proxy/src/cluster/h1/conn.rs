@@ -36,15 +36,18 @@ pub enum ExchangeError {
 }
 
 impl ExchangeError {
-    /// Nothing of a response arrived: the upstream closed a kept-alive connection as the request
-    /// went out (RFC 9112 §9.3.1), so an idempotent request may be sent again.
-    pub fn nothing_received(&self) -> bool {
-        matches!(
-            self,
-            ExchangeError::Write(_)
-                | ExchangeError::ClosedBeforeResponse
-                | ExchangeError::ResetBeforeResponse(_)
-        )
+    /// Whether a request that failed so on a pooled connection may go again on another: one
+    /// that was not written whole cannot have been acted on; one the upstream closed the
+    /// connection on with nothing sent back may have been, so only an idempotent one goes again
+    /// (RFC 9112 §9.3.1).
+    pub fn is_resendable(&self, method: &Method) -> bool {
+        match self {
+            ExchangeError::Write(_) => true,
+            ExchangeError::ClosedBeforeResponse | ExchangeError::ResetBeforeResponse(_) => {
+                method.is_idempotent()
+            }
+            _ => false,
+        }
     }
 }
 
@@ -152,5 +155,31 @@ impl RawConn {
     pub fn into_stream(self) -> (Counted<ClientStream>, ActiveGuard) {
         let RawConn { io, _active, .. } = self;
         (io, _active)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_safe_requests_are_resent() {
+        let write = || ExchangeError::Write(io::ErrorKind::BrokenPipe.into());
+        let closed = || ExchangeError::ClosedBeforeResponse;
+        assert!(
+            write().is_resendable(&Method::POST),
+            "an unwritten request was never acted on"
+        );
+        assert!(closed().is_resendable(&Method::GET));
+        assert!(closed().is_resendable(&Method::DELETE));
+        assert!(
+            !closed().is_resendable(&Method::POST),
+            "the upstream may have acted on it"
+        );
+        assert!(!closed().is_resendable(&Method::PATCH));
+        assert!(
+            !ExchangeError::ClosedInHead.is_resendable(&Method::GET),
+            "a response had begun"
+        );
     }
 }

@@ -33,9 +33,10 @@ pub fn can_send(req: &Request<RequestBody>, upgrade: bool) -> bool {
 
 /// Sends a bodiless request on an idle pooled connection, or a new one.
 ///
-/// A request that a pooled connection could not carry — the upstream closed it as the request
-/// went out and nothing came back — goes again on another connection when it is idempotent
-/// (RFC 9112 §9.3.1), so keep-alive races never reach the client.
+/// A request that a pooled connection could not carry goes again on another connection, so
+/// keep-alive races never reach the client: always when it could not be written, and when the
+/// upstream closed the connection with nothing sent back only if it is idempotent (RFC 9112
+/// §9.3.1: the upstream may have acted on it).
 pub async fn send(
     cluster: &Cluster,
     ep: &Arc<Endpoint>,
@@ -56,7 +57,7 @@ pub async fn send(
     while let Some(conn) = ep.pop_direct(cluster.idle_timeout) {
         match exchange(conn).await {
             (Ok(head), conn) => return Ok(respond(head, conn, ep)),
-            (Err(e), _) if e.nothing_received() && method.is_idempotent() => {
+            (Err(e), _) if e.is_resendable(method) => {
                 tracing::debug!(endpoint = %ep.addr, error = %e, "pooled connection was closed; sending on another");
             }
             (Err(e), _) => return Err(exchange_error(ep, e)),
