@@ -47,6 +47,13 @@ struct IdleDirect {
     since: Instant,
 }
 
+impl IdleDirect {
+    /// Not idle past the timeout, and neither closed nor written to by the upstream.
+    fn is_usable(&mut self, idle_timeout: Duration) -> bool {
+        self.since.elapsed() <= idle_timeout && self.conn.is_reusable()
+    }
+}
+
 impl Endpoint {
     pub fn new(addr: SocketAddr) -> Endpoint {
         Endpoint {
@@ -76,10 +83,10 @@ impl Endpoint {
 
     /// An idle direct connection that can take a request; expired and dead ones are closed.
     pub(super) fn pop_direct(&self, idle_timeout: Duration) -> Option<Box<RawConn>> {
-        while let Some(IdleDirect { mut conn, since }) = self.direct.pop() {
+        while let Some(mut idle) = self.direct.pop() {
             self.direct_count.fetch_sub(1, Ordering::Relaxed);
-            if since.elapsed() <= idle_timeout && conn.is_reusable() {
-                return Some(conn);
+            if idle.is_usable(idle_timeout) {
+                return Some(idle.conn);
             }
         }
         None
@@ -125,7 +132,7 @@ impl Endpoint {
             let Some(mut idle) = self.direct.pop() else {
                 break;
             };
-            if idle.since.elapsed() <= idle_timeout && idle.conn.is_reusable() {
+            if idle.is_usable(idle_timeout) {
                 self.direct.push(idle);
             } else {
                 self.direct_count.fetch_sub(1, Ordering::Relaxed);

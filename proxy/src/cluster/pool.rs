@@ -144,17 +144,7 @@ async fn send_h1(
     }
     // Boxed: connecting (TCP, maybe TLS, the handshake) is the rare path, and its state would
     // otherwise make every request's future larger, and so every move of it dearer.
-    let sender = Box::pin(open_h1(cluster, ep, upgrade)).await?;
-    send_on_new_h1(sender, ep, req, upgrade).await
-}
-
-/// Sends on a connection no request has used through hyper yet.
-async fn send_on_new_h1(
-    mut sender: http1::SendRequest<RequestBody>,
-    ep: &Arc<Endpoint>,
-    req: Request<RequestBody>,
-    upgrade: bool,
-) -> Result<(Response<Incoming>, Option<PooledConn>), UpstreamError> {
+    let mut sender = Box::pin(open_h1(cluster, ep, upgrade)).await?;
     let resp = sender
         .send_request(req)
         .await
@@ -178,7 +168,10 @@ async fn open_h1(
 ) -> Result<http1::SendRequest<RequestBody>, UpstreamError> {
     let (io, active) = match ep.pop_direct(cluster.idle_timeout) {
         Some(idle) => (*idle).into_stream(),
-        None => (*h1::open(cluster, ep).await?).into_stream(),
+        None => (
+            connect(cluster, ep).await?,
+            ActiveGuard::new(cluster.metrics.cx_active.clone()),
+        ),
     };
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(io))
@@ -264,17 +257,16 @@ async fn open_h2(
     let io = connect(cluster, ep).await?;
     let (sender, conn) = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
-        .handshake(io)
+        .handshake(TokioIo::new(io))
         .await
         .map_err(|source| UpstreamError::Handshake {
             addr: ep.addr,
             source,
         })?;
-    let active = cluster.metrics.cx_active.clone();
-    active.inc();
+    let active = ActiveGuard::new(cluster.metrics.cx_active.clone());
     tokio::spawn(async move {
         let _ = conn.await;
-        active.dec();
+        drop(active);
     });
     Ok(sender)
 }
@@ -324,14 +316,14 @@ pub async fn connect_stream(
 
 /// An HTTP connection to `ep`, counting its bytes (TCP-proxied connections count theirs when
 /// the splice ends).
-async fn connect(
+pub(super) async fn connect(
     cluster: &Cluster,
     ep: &Endpoint,
-) -> Result<TokioIo<Counted<ClientStream>>, UpstreamError> {
+) -> Result<Counted<ClientStream>, UpstreamError> {
     let stream = connect_stream(cluster, ep).await?;
     let (rx, tx) = (
         cluster.metrics.rx_bytes.clone(),
         cluster.metrics.tx_bytes.clone(),
     );
-    Ok(TokioIo::new(Counted::new(stream, rx, tx)))
+    Ok(Counted::new(stream, rx, tx))
 }

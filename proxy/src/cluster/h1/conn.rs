@@ -51,8 +51,16 @@ impl ExchangeError {
     }
 }
 
-/// Counts the connection in `ferry_upstream_connections_active` for as long as it is open.
+/// Counts a connection in `ferry_upstream_connections_active` for as long as it is open (the
+/// direct client's, and the tasks that drive hyper's).
 pub struct ActiveGuard(IntGauge);
+
+impl ActiveGuard {
+    pub fn new(gauge: IntGauge) -> ActiveGuard {
+        gauge.inc();
+        ActiveGuard(gauge)
+    }
+}
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
@@ -72,13 +80,12 @@ pub struct RawConn {
 
 impl RawConn {
     pub fn new(io: Counted<ClientStream>, active: IntGauge) -> Box<RawConn> {
-        active.inc();
         Box::new(RawConn {
             io,
             read: BytesMut::with_capacity(READ_MIN),
             read_size: READ_MIN,
             write: Vec::with_capacity(512),
-            _active: ActiveGuard(active),
+            _active: ActiveGuard::new(active),
         })
     }
 

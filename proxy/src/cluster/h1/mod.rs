@@ -17,8 +17,7 @@ use http_body::Body;
 pub use body::DirectBody;
 pub use conn::{ActiveGuard, ExchangeError, RawConn};
 
-use super::counted::Counted;
-use super::pool::{UpstreamError, connect_stream};
+use super::pool::{UpstreamError, connect};
 use super::{Cluster, Endpoint};
 use crate::http::RequestBody;
 
@@ -93,11 +92,6 @@ fn respond(
 
 /// A new connection to `ep` for the direct client.
 pub async fn open(cluster: &Cluster, ep: &Endpoint) -> Result<Box<RawConn>, UpstreamError> {
-    let stream = connect_stream(cluster, ep).await?;
-    let io = Counted::new(
-        stream,
-        cluster.metrics.rx_bytes.clone(),
-        cluster.metrics.tx_bytes.clone(),
-    );
+    let io = connect(cluster, ep).await?;
     Ok(RawConn::new(io, cluster.metrics.cx_active.clone()))
 }
