@@ -11,7 +11,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 use ferry_api::v1;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, Notify, watch};
 use tokio::task::JoinHandle;
@@ -458,13 +457,14 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 async fn accept_loop(socket: TcpListener, ctx: Arc<ListenerCtx>, mut stop: watch::Receiver<bool>) {
-    let graceful = GracefulShutdown::new();
+    // Connections hold receivers; draining sends `true` and waits until they are all gone.
+    let (drain, draining) = watch::channel(false);
     loop {
         tokio::select! {
             biased;
             _ = stop.changed() => break,
             accepted = socket.accept() => match accepted {
-                Ok((stream, remote)) => serve_connection(&ctx, stream, remote, &graceful),
+                Ok((stream, remote)) => serve_connection(&ctx, stream, remote, &draining),
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.
                     tracing::warn!(listener = %ctx.name, "accept failed: {e}");
@@ -475,7 +475,9 @@ async fn accept_loop(socket: TcpListener, ctx: Arc<ListenerCtx>, mut stop: watch
     }
     // Closing the socket refuses new connections from here on.
     drop(socket);
-    graceful.shutdown().await;
+    drop(draining);
+    drain.send_replace(true);
+    drain.closed().await;
 }
 
 // === mod graveyard ===

@@ -13,6 +13,7 @@ pub mod dns;
 pub mod load;
 pub mod prom;
 pub mod proxy;
+pub mod scripted;
 pub mod tcp;
 pub mod tls;
 pub mod upstream;

@@ -32,6 +32,43 @@ pub struct Buffered {
     pub trailers: Option<HeaderMap>,
 }
 
+/// A client's request body: hyper's, or none at all for a bodiless request that Ferry's own
+/// HTTP/1.1 server read (see `h1_server`).
+#[derive(Debug)]
+pub enum ClientBody {
+    Empty,
+    Hyper(Incoming),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ClientBody::Empty => Poll::Ready(None),
+            ClientBody::Hyper(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Empty => true,
+            ClientBody::Hyper(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Empty => SizeHint::with_exact(0),
+            ClientBody::Hyper(b) => b.size_hint(),
+        }
+    }
+}
+
 /// The body sent upstream.
 pub struct RequestBody {
     kind: RequestKind,
@@ -41,10 +78,10 @@ pub struct RequestBody {
 
 enum RequestKind {
     Empty,
-    Stream(Incoming),
+    Stream(ClientBody),
     Buffered(Option<Bytes>, Option<HeaderMap>),
     /// The part already read, then the rest of the stream (too large to replay).
-    Prefixed(Option<Bytes>, Incoming),
+    Prefixed(Option<Bytes>, ClientBody),
 }
 
 impl RequestBody {
@@ -55,7 +92,7 @@ impl RequestBody {
         }
     }
 
-    pub fn stream(body: Incoming, counter: Option<Arc<AtomicU64>>) -> RequestBody {
+    pub fn stream(body: ClientBody, counter: Option<Arc<AtomicU64>>) -> RequestBody {
         RequestBody {
             kind: RequestKind::Stream(body),
             counter,
@@ -70,7 +107,11 @@ impl RequestBody {
         }
     }
 
-    pub fn prefixed(prefix: Bytes, rest: Incoming, counter: Option<Arc<AtomicU64>>) -> RequestBody {
+    pub fn prefixed(
+        prefix: Bytes,
+        rest: ClientBody,
+        counter: Option<Arc<AtomicU64>>,
+    ) -> RequestBody {
         RequestBody {
             kind: RequestKind::Prefixed(Some(prefix), rest),
             counter,

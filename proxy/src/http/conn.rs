@@ -10,11 +10,14 @@ use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 
 use super::activity::{ConnActivity, Tracked};
 use super::framing::{FramingVerdict, Watched};
+use super::h1_server::{self, Ended};
+use super::rewind::Rewind;
 use crate::table::ListenerTable;
 use crate::tls::ServerStream;
 use crate::tracing_export::Tracer;
@@ -82,12 +85,13 @@ impl Drop for ConnGuard {
 }
 
 /// Serves `stream` on its own task: TLS first when the listener terminates it, then TCP proxying
-/// or HTTP. HTTP connections are watched by `graceful` for draining.
+/// or HTTP. HTTP connections hold a `drain` receiver: when it turns true they finish the request
+/// in flight and close, and the listener waits until every receiver is gone.
 pub fn serve_connection(
     ctx: &Arc<ListenerCtx>,
     stream: TcpStream,
     remote: SocketAddr,
-    graceful: &GracefulShutdown,
+    drain: &watch::Receiver<bool>,
 ) {
     let table = ctx.table.load_full();
     table.metrics.cx_total.inc();
@@ -107,7 +111,7 @@ pub fn serve_connection(
         .transparent
         .as_ref()
         .and_then(|_| original_destination(&stream, local));
-    let watcher = graceful.watcher();
+    let drain = drain.clone();
     let ctx = Arc::clone(ctx);
     tokio::spawn(async move {
         let _guard = guard;
@@ -139,7 +143,7 @@ pub fn serve_connection(
         if is_tcp(&table, &info) {
             crate::tcp::proxy(table, io, info).await;
         } else {
-            serve_http(ctx, &table, io, info, watcher).await;
+            serve_http(ctx, &table, io, info, drain).await;
         }
     });
 }
@@ -182,13 +186,60 @@ fn original_destination(stream: &TcpStream, local: SocketAddr) -> Option<SocketA
     (dst != local).then_some(dst)
 }
 
+/// Serves an HTTP connection: Ferry's own HTTP/1.1 server first (see `h1_server`), hyper's
+/// for HTTP/2 and for the rest of a connection once a request needs it. The listener's idle
+/// timeout covers both.
 async fn serve_http(
     ctx: Arc<ListenerCtx>,
     table: &ListenerTable,
     io: ServerStream,
     info: ConnInfo,
-    watcher: Watcher,
+    mut drain: watch::Receiver<bool>,
 ) {
+    let activity = Arc::clone(&info.activity);
+    let name = ctx.name.clone();
+    let remote = info.remote;
+    let h2_negotiated = io.alpn() == Some(b"h2");
+    let mut io = Tracked::new(io, Arc::clone(&activity));
+    let served = async {
+        if h2_negotiated {
+            return serve_hyper(ctx, table, io, info, drain).await;
+        }
+        match h1_server::serve(&mut io, &ctx, table, &info, &mut drain).await {
+            Ended::Closed => {}
+            Ended::ToHyper(read) => {
+                // hyper's own framing watch follows the connection from the request it takes.
+                let info = ConnInfo {
+                    framing: Arc::new(FramingVerdict::default()),
+                    ..info
+                };
+                serve_hyper(ctx, table, Rewind::new(read, io), info, drain).await;
+            }
+        }
+    };
+    match table.limits.idle_timeout {
+        None => served.await,
+        Some(t) => tokio::select! {
+            () = served => {}
+            // Dropping the connection closes it; nothing is in flight by construction.
+            _ = activity.idle_for(t) => {
+                tracing::debug!(listener = %name, %remote, "closing an idle connection");
+                table.metrics.idle_timeout.inc();
+            }
+        },
+    }
+}
+
+/// Serves the connection with hyper's server (HTTP/1.1 and HTTP/2, with upgrades).
+async fn serve_hyper<IO>(
+    ctx: Arc<ListenerCtx>,
+    table: &ListenerTable,
+    io: IO,
+    info: ConnInfo,
+    mut drain: watch::Receiver<bool>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let limits = &table.limits;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -209,35 +260,31 @@ async fn serve_http(
         .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
         .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS);
 
-    let activity = Arc::clone(&info.activity);
     let framing = Arc::clone(&info.framing);
     let remote = info.remote;
     let name = ctx.name.clone();
     let service = service_fn(move |req| {
         let ctx = Arc::clone(&ctx);
         let info = info.clone();
-        async move { Ok::<_, Infallible>(super::handle(&ctx, &info, req).await) }
+        async move {
+            let req = req.map(super::body::ClientBody::Hyper);
+            Ok::<_, Infallible>(super::handle(&ctx, &info, req).await)
+        }
     });
     let io = TokioIo::new(Watched::new(
-        Tracked::new(io, Arc::clone(&activity)),
+        io,
         framing,
         table.metrics.h2_stream_refused.clone(),
     ));
-    let conn = builder
-        .serve_connection_with_upgrades(io, service)
-        .into_owned();
-    let conn = watcher.watch(conn);
-    let result = match limits.idle_timeout {
-        None => conn.await,
-        Some(t) => tokio::select! {
-            r = conn => r,
-            // Dropping the connection closes it; nothing is in flight by construction.
-            _ = activity.idle_for(t) => {
-                tracing::debug!(listener = %name, %remote, "closing an idle connection");
-                table.metrics.idle_timeout.inc();
-                Ok(())
-            }
-        },
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        // Draining: hyper finishes what is in flight (HTTP/2 sends GOAWAY) and closes.
+        () = async { drop(drain.wait_for(|draining| *draining).await) } => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
     };
     if let Err(e) = result {
         tracing::debug!(listener = %name, %remote, "connection ended with error: {e}");

@@ -15,9 +15,8 @@ use http::request::Parts;
 use http::{HeaderMap, Request, Response};
 use http_body::Body;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
-use super::body::{Buffered, RequestBody, UpstreamBody};
+use super::body::{Buffered, ClientBody, RequestBody, UpstreamBody};
 use crate::cluster::{
     self, ActiveRequest, Cluster, Endpoint, PooledConn, UpstreamError, UpstreamIncoming,
 };
@@ -63,7 +62,7 @@ impl PreparedBody {
     /// Reads `body` into memory when it fits in `limit` bytes (the listener's
     /// `maxRetryBodyBytes`), so that retries can resend it; a longer body is sent once.
     pub async fn replayable(
-        mut body: Incoming,
+        mut body: ClientBody,
         counter: Option<Arc<AtomicU64>>,
         limit: usize,
     ) -> Result<PreparedBody, hyper::Error> {

@@ -9,9 +9,8 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
 
-use super::body::{Completion, LogContext, RequestBody, ResponseBody, UpstreamBody};
+use super::body::{ClientBody, Completion, LogContext, RequestBody, ResponseBody, UpstreamBody};
 use super::conn::{ConnInfo, ListenerCtx};
 use super::forward::{Failed, Forwarded, PreparedBody, forward};
 use super::headers::{add_forwarding, ensure_request_id, strip_hop_by_hop, wants_upgrade};
@@ -25,7 +24,7 @@ use crate::tracing_export::SpanStart;
 pub async fn handle(
     ctx: &ListenerCtx,
     conn: &ConnInfo,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
 ) -> Response<ResponseBody> {
     let start = Instant::now();
     let table = ctx.table.load_full();

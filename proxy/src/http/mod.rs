@@ -4,14 +4,16 @@ mod body;
 mod conn;
 mod forward;
 mod framing;
+mod h1_server;
 mod h2_refusals;
 mod handler;
 mod headers;
+mod rewind;
 mod upgrade;
 
 pub use activity::{ConnActivity, Tracked};
 pub use body::{
-    BoxError, Buffered, Completion, LogContext, RequestBody, ResponseBody, UpstreamBody,
+    BoxError, Buffered, ClientBody, Completion, LogContext, RequestBody, ResponseBody, UpstreamBody,
 };
 pub use conn::{ConnInfo, ListenerCtx, serve_connection};
 pub use framing::{FramingVerdict, Watched, ambiguous_request};
