@@ -10,6 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+use crate::{ProxyProcess, table_yaml};
+
 /// The upstream's answer when the script has run out.
 pub const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
 
@@ -150,4 +152,14 @@ pub fn body(response: &str) -> String {
         rest = after[n..].strip_prefix("\r\n").unwrap_or("");
     }
     out
+}
+
+/// A proxy whose listener `web` sends every request to `up` (an `HTTP1` cluster `a`), and the
+/// listener's address.
+pub async fn proxy_to(up: SocketAddr) -> (ProxyProcess, SocketAddr) {
+    const ROUTES: &str = "- name: app\n  match: { prefix: / }\n  action: { weightedTargets: [{ cluster: a, weight: 1 }] }\n";
+    let yaml = table_yaml(ROUTES, &[("a", &[up], "HTTP1")]);
+    let proxy = ProxyProcess::start(&yaml).await.expect("proxy starts");
+    let addr = proxy.listener("web").await.expect("listener");
+    (proxy, addr)
 }

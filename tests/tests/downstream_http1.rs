@@ -7,12 +7,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ferry_tests::scripted::{Reply, Scripted};
-use ferry_tests::{ProxyProcess, Upstream, UpstreamProtocol, table_yaml};
+use ferry_tests::scripted::{Reply, Scripted, proxy_to};
+use ferry_tests::{Upstream, UpstreamProtocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const ROUTES: &str = "- name: app\n  match: { prefix: / }\n  action: { weightedTargets: [{ cluster: a, weight: 1 }] }\n";
 const WAIT: Duration = Duration::from_secs(10);
 
 /// One response as the client read it.
@@ -155,13 +154,6 @@ impl Conn {
     }
 }
 
-async fn proxy_for(up: SocketAddr) -> (ProxyProcess, SocketAddr) {
-    let yaml = table_yaml(ROUTES, &[("a", &[up], "HTTP1")]);
-    let proxy = ProxyProcess::start(&yaml).await.expect("proxy starts");
-    let addr = proxy.listener("web").await.expect("listener");
-    (proxy, addr)
-}
-
 #[tokio::test]
 async fn keep_alive_and_pipelining_with_every_framing() {
     let up = Scripted::start(&[
@@ -172,7 +164,7 @@ async fn keep_alive_and_pipelining_with_every_framing() {
         Reply::Send(b"HTTP/1.1 304 Not Modified\r\netag: \"v1\"\r\n\r\n"),
     ])
     .await;
-    let (_proxy, addr) = proxy_for(up.addr).await;
+    let (_proxy, addr) = proxy_to(up.addr).await;
     let mut c = Conn::open(addr).await;
     // Three requests in one write: answered in order on the one connection.
     c.send("GET /1 HTTP/1.1\r\nhost: svc\r\n\r\nGET /2 HTTP/1.1\r\nhost: svc\r\n\r\nDELETE /3 HTTP/1.1\r\nhost: svc\r\ncontent-length: 0\r\n\r\n").await;
@@ -217,7 +209,7 @@ async fn keep_alive_and_pipelining_with_every_framing() {
 #[tokio::test]
 async fn http10_clients_and_connection_close() {
     let up = Scripted::start(&[]).await;
-    let (_proxy, addr) = proxy_for(up.addr).await;
+    let (_proxy, addr) = proxy_to(up.addr).await;
 
     // HTTP/1.0 without keep-alive: an HTTP/1.0 answer, then the connection closes.
     let mut c = Conn::open(addr).await;
@@ -261,7 +253,7 @@ async fn http10_clients_and_connection_close() {
 #[tokio::test]
 async fn hyper_takes_over_for_requests_with_bodies_and_odd_heads() {
     let up = Scripted::start(&[]).await;
-    let (proxy, addr) = proxy_for(up.addr).await;
+    let (proxy, addr) = proxy_to(up.addr).await;
 
     // A bodiless request, then one with a body on the same connection, then bodiless again.
     let mut c = Conn::open(addr).await;
@@ -331,7 +323,7 @@ async fn an_upstream_that_dies_mid_body_cuts_the_client_connection() {
         Reply::SendAndClose(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4\r\nfour\r\n"),
     ])
     .await;
-    let (_proxy, addr) = proxy_for(up.addr).await;
+    let (_proxy, addr) = proxy_to(up.addr).await;
     // Sized: the head and the bytes that came, then the connection is cut.
     let mut c = Conn::open(addr).await;
     c.send("GET /a HTTP/1.1\r\nhost: svc\r\n\r\n").await;
@@ -359,7 +351,7 @@ async fn an_upstream_that_dies_mid_body_cuts_the_client_connection() {
 #[tokio::test]
 async fn draining_closes_idle_connections_and_finishes_busy_ones() {
     let up = Upstream::start("a", UpstreamProtocol::Http1).await;
-    let (mut proxy, addr) = proxy_for(up.addr).await;
+    let (mut proxy, addr) = proxy_to(up.addr).await;
     let mut idle = Conn::open(addr).await;
     idle.send("GET / HTTP/1.1\r\nhost: svc\r\n\r\n").await;
     assert_eq!(idle.response(false).await.unwrap().status, 200);

@@ -5,12 +5,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ferry_tests::scripted::{OK, Reply, Scripted, body};
-use ferry_tests::{ProxyProcess, status_of as status, table_yaml};
+use ferry_tests::scripted::{OK, Reply, Scripted, body, proxy_to};
+use ferry_tests::status_of as status;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-const ROUTES: &str = "- name: app\n  match: { prefix: / }\n  action: { weightedTargets: [{ cluster: a, weight: 1 }] }\n";
 
 /// Sends one request on a new client connection and reads until the proxy closes it.
 async fn request(proxy: SocketAddr, method: &str, path: &str, body: &str) -> String {
@@ -28,13 +26,6 @@ async fn request(proxy: SocketAddr, method: &str, path: &str, body: &str) -> Str
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn proxy_for(up: &Scripted) -> (ProxyProcess, SocketAddr) {
-    let yaml = table_yaml(ROUTES, &[("a", &[up.addr], "HTTP1")]);
-    let proxy = ProxyProcess::start(&yaml).await.expect("proxy starts");
-    let addr = proxy.listener("web").await.expect("listener");
-    (proxy, addr)
-}
-
 #[tokio::test]
 async fn keep_alive_connections_are_reused_across_framings() {
     let up = Scripted::start(&[
@@ -44,7 +35,7 @@ async fn keep_alive_connections_are_reused_across_framings() {
         Reply::Send(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nlast"),
     ])
     .await;
-    let (_proxy, addr) = proxy_for(&up).await;
+    let (_proxy, addr) = proxy_to(up.addr).await;
 
     let r = request(addr, "GET", "/a?x=1", "").await;
     assert_eq!((status(&r), body(&r).as_str()), (200, "hello"), "{r}");
@@ -84,7 +75,7 @@ async fn keep_alive_connections_are_reused_across_framings() {
 #[tokio::test]
 async fn a_request_with_a_body_reuses_the_idle_connection_too() {
     let up = Scripted::start(&[]).await;
-    let (_proxy, addr) = proxy_for(&up).await;
+    let (_proxy, addr) = proxy_to(up.addr).await;
     assert_eq!(status(&request(addr, "GET", "/", "").await), 200);
     let r = request(addr, "POST", "/submit", "payload").await;
     assert_eq!(status(&r), 200, "{r}");
@@ -121,7 +112,7 @@ async fn responses_that_forbid_reuse_close_the_connection() {
         Reply::Send(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nextra"),
     ])
     .await;
-    let (_proxy, addr) = proxy_for(&up).await;
+    let (_proxy, addr) = proxy_to(up.addr).await;
     for (n, want) in ["until close", "c1", "te", "old", "ok", "ok"]
         .iter()
         .enumerate()
@@ -143,7 +134,7 @@ async fn responses_that_forbid_reuse_close_the_connection() {
 #[tokio::test]
 async fn a_pooled_connection_the_upstream_closed_is_retried_for_idempotent_requests_only() {
     let up = Scripted::start(&[Reply::Send(OK), Reply::Close, Reply::Send(OK), Reply::Close]).await;
-    let (proxy, addr) = proxy_for(&up).await;
+    let (proxy, addr) = proxy_to(up.addr).await;
     assert_eq!(status(&request(addr, "GET", "/", "").await), 200);
     // The upstream closes the kept-alive connection as the GET arrives, without answering: the
     // GET goes again on a new connection and the client never knows.
@@ -176,7 +167,7 @@ async fn an_upstream_that_dies_mid_body_truncates_the_response_and_is_not_reused
         Reply::Send(b"NOT HTTP AT ALL\r\n\r\n"),
     ])
     .await;
-    let (proxy, addr) = proxy_for(&up).await;
+    let (proxy, addr) = proxy_to(up.addr).await;
     let r = request(addr, "GET", "/", "").await;
     assert_eq!(status(&r), 200, "{r}");
     assert!(r.contains("content-length: 100"), "{r}");
@@ -216,7 +207,7 @@ async fn idle_connections_the_upstream_closes_are_closed_without_traffic() {
     let up = Scripted::start(&[Reply::SendAndClose(OK), Reply::SendAndClose(OK)]).await;
     // The upstream's FIN arrives after the response has been read and the connection pooled (the
     // response carries no `connection: close`), so only the reaper can notice it.
-    let (proxy, addr) = proxy_for(&up).await;
+    let (proxy, addr) = proxy_to(up.addr).await;
     assert_eq!(status(&request(addr, "GET", "/", "").await), 200);
     let series = "ferry_upstream_connections_active{cluster=\"a\"}";
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -253,7 +244,7 @@ async fn large_bodies_arrive_whole_and_the_connection_is_reused() {
         Reply::Send(Box::leak(chunked.into_boxed_slice())),
     ])
     .await;
-    let (_proxy, addr) = proxy_for(&up).await;
+    let (_proxy, addr) = proxy_to(up.addr).await;
     let want = String::from_utf8(payload).unwrap();
     for framing in ["sized", "chunked"] {
         let r = request(addr, "GET", "/big", "").await;
