@@ -147,6 +147,19 @@ impl ProxyProcess {
         metric_value(&self.metrics().await, series)
     }
 
+    /// Polls until `series` reaches `want` or 5 s pass, and returns its last value (the proxy
+    /// counts some refusals only after the connection ends).
+    pub async fn wait_metric(&self, series: &str, want: f64) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let v = self.metric(series).await;
+            if v >= want || Instant::now() > deadline {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Replaces the config file atomically (write a temporary file, then rename it over the old).
     pub fn write_config(&self, contents: &str) {
         let tmp = self.dir.path().join(".table.tmp");

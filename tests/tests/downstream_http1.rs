@@ -306,10 +306,16 @@ async fn hyper_takes_over_for_requests_with_bodies_and_odd_heads() {
         .await;
     assert_eq!(c.response(false).await.unwrap().status, 431);
 
-    let metrics = proxy.metrics().await;
-    assert!(
-        metrics.contains("reason=\"bad_request\"") || metrics.contains("bad_request"),
-        "refusals are counted: {metrics}"
+    // Both 400s (the smuggling attempt and the malformed head) and the 431 are counted.
+    let rejected = |reason: &str| {
+        format!(
+            "ferry_http_downstream_requests_rejected_total{{listener=\"web\",reason=\"{reason}\"}}"
+        )
+    };
+    assert_eq!(proxy.wait_metric(&rejected("bad_request"), 2.0).await, 2.0);
+    assert_eq!(
+        proxy.wait_metric(&rejected("header_too_large"), 1.0).await,
+        1.0
     );
     let mut c = Conn::open(addr).await;
     c.send("GET / HTTP/1.1\r\nhost: svc\r\n\r\n").await;

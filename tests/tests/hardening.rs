@@ -55,18 +55,6 @@ fn closed(reason: &str) -> String {
     format!("ferry_downstream_connections_closed_total{{listener=\"web\",reason=\"{reason}\"}}")
 }
 
-/// Polls until the metric reaches `want` (the proxy counts after the connection ends).
-async fn wait_metric(proxy: &ProxyProcess, series: &str, want: f64) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let v = proxy.metric(series).await;
-        if v >= want || Instant::now() > deadline {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 // === Limits ===
 
 #[tokio::test]
@@ -79,7 +67,7 @@ async fn header_bytes_over_the_limit_get_431_and_never_reach_the_upstream() {
     assert!(closed_by_proxy, "the connection stays open after a 431");
     assert_eq!(up.hits(), 0);
     assert_eq!(
-        wait_metric(&proxy, &rejected("header_too_large"), 1.0).await,
+        proxy.wait_metric(&rejected("header_too_large"), 1.0).await,
         1.0
     );
     // Under the limit still works.
@@ -103,7 +91,7 @@ async fn too_many_headers_get_431() {
     assert!(closed_by_proxy);
     assert_eq!(up.hits(), 0);
     assert_eq!(
-        wait_metric(&proxy, &rejected("header_too_large"), 1.0).await,
+        proxy.wait_metric(&rejected("header_too_large"), 1.0).await,
         1.0
     );
 }
@@ -150,7 +138,7 @@ async fn slowloris_headers_are_cut_at_the_header_read_timeout() {
         "cut after {took:?}, limit 1s"
     );
     assert_eq!(up.hits(), 0);
-    assert!(wait_metric(&proxy, &closed("header_timeout"), 1.0).await >= 1.0);
+    assert!(proxy.wait_metric(&closed("header_timeout"), 1.0).await >= 1.0);
 }
 
 #[tokio::test]
@@ -175,7 +163,7 @@ async fn idle_connections_are_closed_at_the_idle_timeout() {
         took > Duration::from_millis(500) && took < Duration::from_secs(4),
         "{took:?}"
     );
-    assert_eq!(wait_metric(&proxy, &closed("idle_timeout"), 1.0).await, 1.0);
+    assert_eq!(proxy.wait_metric(&closed("idle_timeout"), 1.0).await, 1.0);
 }
 
 #[tokio::test]
@@ -285,7 +273,7 @@ async fn h2_streams_past_the_limit_are_refused_and_counted() {
     };
     assert_eq!(reset, (5, 0x7), "stream 5 refused with REFUSED_STREAM");
     assert_eq!(
-        wait_metric(&proxy, &rejected("h2_stream_refused"), 1.0).await,
+        proxy.wait_metric(&rejected("h2_stream_refused"), 1.0).await,
         1.0
     );
 }
@@ -320,10 +308,7 @@ async fn content_length_with_transfer_encoding_is_refused() {
         b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 6\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
     )
     .await;
-    assert_eq!(
-        wait_metric(&proxy, &rejected("bad_request"), 2.0).await,
-        2.0
-    );
+    assert_eq!(proxy.wait_metric(&rejected("bad_request"), 2.0).await, 2.0);
 }
 
 /// On a kept-alive connection, the requests before the ambiguous one are served (their bodies,
