@@ -266,10 +266,13 @@ async fn serve_hyper<IO>(
     let service = service_fn(move |req| {
         let ctx = Arc::clone(&ctx);
         let info = info.clone();
-        async move {
+        // Boxed: hyper moves the service's future into each HTTP/2 stream's task, and tokio
+        // moves that task a few times more while spawning it; a box makes those moves a pointer
+        // instead of the request's whole state.
+        Box::pin(async move {
             let req = req.map(super::body::ClientBody::Hyper);
             Ok::<_, Infallible>(super::handle(&ctx, &info, req).await)
-        }
+        })
     });
     let io = TokioIo::new(Watched::new(
         io,
