@@ -381,3 +381,54 @@ async fn draining_closes_idle_connections_and_finishes_busy_ones() {
     let status = proxy.wait(WAIT).await.expect("exits");
     assert!(status.success(), "exit status {status}");
 }
+
+/// Route request timeouts on one keep-alive connection. The server keeps one timer for all of a
+/// connection's requests and moves it lazily (a later deadline is only written down), so each
+/// request must still get exactly its own route's deadline: a shorter one after a longer one, a
+/// request without one after a timed-out one, and a fresh deadline after the timer has fired.
+#[tokio::test]
+async fn request_timeouts_on_one_keep_alive_connection() {
+    let a = Upstream::start("a", UpstreamProtocol::Http1).await;
+    let routes = "\
+- name: long
+  match: { prefix: /long }
+  action: { weightedTargets: [{ cluster: a, weight: 1 }], timeouts: { request: 3s } }
+- name: strict
+  match: { prefix: /strict }
+  action: { weightedTargets: [{ cluster: a, weight: 1 }], timeouts: { request: 0.2s } }
+- name: patient
+  match: { prefix: /patient }
+  action: { weightedTargets: [{ cluster: a, weight: 1 }], timeouts: { request: 0s } }
+";
+    let yaml = ferry_tests::table_yaml(routes, &[("a", &[a.addr], "HTTP1")]);
+    let proxy = ferry_tests::ProxyProcess::start(&yaml).await.unwrap();
+    let addr = proxy.listener("web").await.unwrap();
+    let mut c = Conn::open(addr).await;
+    let mut get = async |path: &str, delay_ms: u64| {
+        c.send(&format!(
+            "GET {path} HTTP/1.1\r\nhost: svc\r\nx-delay-ms: {delay_ms}\r\n\r\n"
+        ))
+        .await;
+        c.response(false)
+            .await
+            .expect("an answer on the same connection")
+    };
+    // The 3 s deadline arms the connection's timer.
+    assert_eq!(get("/long", 0).await.status, 200);
+    // A 0.2 s deadline must move it earlier: the upstream's answer after 2 s is not awaited.
+    let r = get("/strict", 2000).await;
+    assert_eq!(r.status, 504, "{r:?}");
+    // No timeout: the timer that fired above is not in force.
+    assert_eq!(get("/patient", 500).await.status, 200);
+    // A new deadline after the timer fired: neither at once nor never.
+    assert_eq!(get("/strict", 20).await.status, 200);
+    let r = get("/strict", 2000).await;
+    assert_eq!(r.status, 504, "{r:?}");
+    let timeouts = proxy
+        .wait_metric(
+            "ferry_http_upstream_request_timeouts_total{cluster=\"a\"}",
+            2.0,
+        )
+        .await;
+    assert_eq!(timeouts, 2.0);
+}

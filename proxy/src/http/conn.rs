@@ -271,7 +271,7 @@ async fn serve_hyper<IO>(
         // instead of the request's whole state.
         Box::pin(async move {
             let req = req.map(super::body::ClientBody::Hyper);
-            Ok::<_, Infallible>(super::handle(&ctx, &info, req).await)
+            Ok::<_, Infallible>(super::handle(&ctx, &info, req, None).await)
         })
     });
     let io = TokioIo::new(Watched::new(

@@ -12,6 +12,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 
 use super::body::{ClientBody, Completion, LogContext, RequestBody, ResponseBody, UpstreamBody};
 use super::conn::{ConnInfo, ListenerCtx};
+use super::conn_timer::ConnTimer;
 use super::forward::{Failed, Forwarded, PreparedBody, forward};
 use super::headers::{add_forwarding, ensure_request_id, strip_hop_by_hop, wants_upgrade};
 use super::upgrade;
@@ -21,10 +22,14 @@ use crate::resilience::limits::Overflow;
 use crate::route::{RequestView, normalize_path};
 use crate::tracing_export::SpanStart;
 
+/// Serves one request. `timer`: the connection's timer for route request timeouts, when its
+/// requests come one at a time (Ferry's HTTP/1.1 server); without one (hyper's servers, HTTP/2's
+/// concurrent streams) each request arms a timer of its own.
 pub async fn handle(
     ctx: &ListenerCtx,
     conn: &ConnInfo,
     mut req: Request<ClientBody>,
+    timer: Option<&mut ConnTimer>,
 ) -> Response<ResponseBody> {
     let start = Instant::now();
     let table = ctx.table.load_full();
@@ -312,11 +317,22 @@ pub async fn handle(
         let result = forward(&cluster, endpoint, parts, prepared, policy, upgrade).await;
         Ok::<_, Refused>((result, permits))
     });
-    let outcome = match route.action.request_timeout {
-        Some(t) => tokio::time::timeout(t, forwarding)
-            .await
-            .unwrap_or(Err(Refused::Timeout)),
-        None => forwarding.await,
+    // The request timeout runs from the request's arrival to the response head.
+    let outcome = match (route.action.request_timeout, timer) {
+        (Some(t), Some(timer)) => {
+            timer.set(tokio::time::Instant::from_std(start) + t);
+            tokio::select! {
+                biased;
+                outcome = forwarding => outcome,
+                () = timer.expired() => Err(Refused::Timeout),
+            }
+        }
+        (Some(t), None) => {
+            tokio::time::timeout_at(tokio::time::Instant::from_std(start) + t, forwarding)
+                .await
+                .unwrap_or(Err(Refused::Timeout))
+        }
+        (None, _) => forwarding.await,
     };
     let (result, permits) = match outcome {
         Ok(ok) => ok,

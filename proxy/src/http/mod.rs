@@ -2,6 +2,7 @@
 mod activity;
 mod body;
 mod conn;
+mod conn_timer;
 mod forward;
 mod framing;
 mod h1_server;

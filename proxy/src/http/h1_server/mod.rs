@@ -18,17 +18,17 @@ use std::future::poll_fn;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body, Frame};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use super::body::ResponseBody;
 use super::conn::{ConnInfo, ListenerCtx};
+use super::conn_timer::ConnTimer;
 use crate::table::ListenerTable;
 use request::{Head, HeadLimits};
 use response::{BodyLen, Framing};
@@ -66,13 +66,18 @@ where
         max_bytes: table.limits.max_header_bytes.max(8192),
         max_headers: table.limits.max_headers,
     };
-    let mut timer = table.limits.header_read_timeout.map(HeadTimer::new);
+    // Two timers for all the connection's requests (see `ConnTimer`): one for reading heads,
+    // one for the route's request timeout.
+    let head_timeout = table.limits.header_read_timeout;
+    let mut head_timer = ConnTimer::default();
+    let mut request_timer = ConnTimer::default();
     let mut buf = BytesMut::with_capacity(READ_BUF);
     let mut out: Vec<u8> = Vec::new();
     loop {
         // === Read a head ===
-        if let Some(t) = timer.as_mut() {
-            t.start();
+        // hyper's rule: the header read timeout runs from the moment a head is awaited.
+        if let Some(t) = head_timeout {
+            head_timer.set(Instant::now() + t);
         }
         let (req, meta) = loop {
             if !buf.is_empty() {
@@ -90,7 +95,7 @@ where
             let read = tokio::select! {
                 biased;
                 r = io.read_buf(&mut buf) => r,
-                () = expired(&mut timer) => {
+                () = head_timer.expired() => {
                     table.metrics.header_timeout.inc();
                     return Ended::Closed;
                 }
@@ -104,7 +109,7 @@ where
         };
 
         // === Handle it ===
-        let handling = super::handle(ctx, info, req);
+        let handling = super::handle(ctx, info, req, Some(&mut request_timer));
         let mut handling = pin!(handling);
         let resp = loop {
             tokio::select! {
@@ -296,47 +301,6 @@ async fn flush<IO: AsyncWrite + Unpin>(io: &mut IO, out: &mut Vec<u8>) -> std::i
         out.clear();
     }
     io.flush().await
-}
-
-/// The header read timeout. Arming a timer costs a timer-wheel insert and removal; a busy
-/// keep-alive connection reads a head thousands of times a second, so the timer is armed once
-/// and, when it fires early (a newer head started since), moved to the current deadline: at
-/// most one timer operation per timeout period instead of one per request.
-struct HeadTimer {
-    timeout: Duration,
-    deadline: Instant,
-    sleep: Pin<Box<Sleep>>,
-}
-
-impl HeadTimer {
-    fn new(timeout: Duration) -> HeadTimer {
-        let deadline = Instant::now() + timeout;
-        HeadTimer {
-            timeout,
-            deadline,
-            sleep: Box::pin(tokio::time::sleep_until(deadline)),
-        }
-    }
-
-    /// A head read starts now.
-    fn start(&mut self) {
-        self.deadline = Instant::now() + self.timeout;
-    }
-}
-
-/// Resolves when the head being read is past its deadline; never without a timeout.
-async fn expired(timer: &mut Option<HeadTimer>) {
-    let Some(t) = timer.as_mut() else {
-        return std::future::pending().await;
-    };
-    loop {
-        t.sleep.as_mut().await;
-        if Instant::now() >= t.deadline {
-            return;
-        }
-        let deadline = t.deadline;
-        t.sleep.as_mut().reset(deadline);
-    }
 }
 
 #[cfg(test)]
