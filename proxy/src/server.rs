@@ -371,19 +371,24 @@ impl Proxy {
         out
     }
 
+    /// Stops accepting on every listener; open connections go on until they finish (a later
+    /// [`drain`](Self::drain) waits for them). When this returns, no listener is listed and no
+    /// table brings one back.
+    pub async fn stop_listeners(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        self.metrics.live.set(0);
+        let mut control = self.control.lock().await;
+        control.drained = true;
+        let stopped: Vec<JoinHandle<()>> =
+            control.listeners.drain().map(|(_, r)| retire(r)).collect();
+        control.retired.extend(stopped);
+    }
+
     /// Stops accepting on every listener and lets open connections finish, up to `timeout`.
     /// Returns whether everything finished in time.
     pub async fn drain(&self, timeout: Duration) -> bool {
-        self.draining.store(true, Ordering::Relaxed);
-        self.metrics.live.set(0);
-        let tasks = {
-            let mut control = self.control.lock().await;
-            control.drained = true;
-            let mut tasks: Vec<JoinHandle<()>> =
-                control.listeners.drain().map(|(_, r)| retire(r)).collect();
-            tasks.append(&mut control.retired);
-            tasks
-        };
+        self.stop_listeners().await;
+        let tasks = std::mem::take(&mut self.control.lock().await.retired);
         let all = futures_util::future::join_all(tasks);
         tokio::time::timeout(timeout, all).await.is_ok()
     }
