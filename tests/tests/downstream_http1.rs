@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ferry_tests::scripted::{Reply, Scripted, proxy_to};
-use ferry_tests::{Upstream, UpstreamProtocol};
+use ferry_tests::{ProxyProcess, Upstream, UpstreamProtocol, table_yaml};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -400,8 +400,8 @@ async fn request_timeouts_on_one_keep_alive_connection() {
   match: { prefix: /patient }
   action: { weightedTargets: [{ cluster: a, weight: 1 }], timeouts: { request: 0s } }
 ";
-    let yaml = ferry_tests::table_yaml(routes, &[("a", &[a.addr], "HTTP1")]);
-    let proxy = ferry_tests::ProxyProcess::start(&yaml).await.unwrap();
+    let yaml = table_yaml(routes, &[("a", &[a.addr], "HTTP1")]);
+    let proxy = ProxyProcess::start(&yaml).await.unwrap();
     let addr = proxy.listener("web").await.unwrap();
     let mut c = Conn::open(addr).await;
     let mut get = async |path: &str, delay_ms: u64| {

@@ -318,20 +318,22 @@ pub async fn handle(
         Ok::<_, Refused>((result, permits))
     });
     // The request timeout runs from the request's arrival to the response head.
-    let outcome = match (route.action.request_timeout, timer) {
-        (Some(t), Some(timer)) => {
-            timer.set(tokio::time::Instant::from_std(start) + t);
+    let deadline = route
+        .action
+        .request_timeout
+        .map(|t| tokio::time::Instant::from_std(start) + t);
+    let outcome = match (deadline, timer) {
+        (Some(deadline), Some(timer)) => {
+            timer.set(deadline);
             tokio::select! {
                 biased;
                 outcome = forwarding => outcome,
                 () = timer.expired() => Err(Refused::Timeout),
             }
         }
-        (Some(t), None) => {
-            tokio::time::timeout_at(tokio::time::Instant::from_std(start) + t, forwarding)
-                .await
-                .unwrap_or(Err(Refused::Timeout))
-        }
+        (Some(deadline), None) => tokio::time::timeout_at(deadline, forwarding)
+            .await
+            .unwrap_or(Err(Refused::Timeout)),
         (None, _) => forwarding.await,
     };
     let (result, permits) = match outcome {
