@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_api::{DecodeError, Format, v1};
-use notify::{RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecursiveMode, Watcher};
 
 use crate::server::{ApplyError, Proxy};
 
@@ -95,6 +96,28 @@ fn content_hash(text: &str) -> u64 {
     h.finish()
 }
 
+/// Whether `event`, seen in the config file's directory, may have changed the file named
+/// `file_name`.
+///
+/// Reading the file is not a change: inotify reports opening it, and counting that made the
+/// watcher's own read wake it again, re-reading the file every 50 ms for as long as it ran. Nor is
+/// a write to another file of the directory (a log, an editor's swap file). A Kubernetes ConfigMap
+/// swap renames `..data`, a sibling of the file, so names starting with `..` count.
+fn may_change(event: &notify::Event, file_name: &std::ffi::OsStr) -> bool {
+    if event.need_rescan() {
+        return true;
+    }
+    match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => {}
+        EventKind::Access(_) => return false,
+        _ => {}
+    }
+    event.paths.iter().any(|p| {
+        p.file_name()
+            .is_some_and(|name| name == file_name || name.as_encoded_bytes().starts_with(b".."))
+    })
+}
+
 /// Watches `path` and applies each new version of it. The watcher stops when the returned handle
 /// is dropped.
 ///
@@ -111,8 +134,12 @@ pub fn watch(
 ) -> anyhow::Result<notify::RecommendedWatcher> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let recheck = tx.clone();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        if event.is_ok_and(|e| may_change(&e, &file_name)) {
             let _ = tx.send(());
         }
     })?;
@@ -161,4 +188,51 @@ pub fn watch(
         }
     });
     Ok(watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::event::{CreateKind, ModifyKind, RenameMode};
+    use notify::{Event, EventKind};
+
+    use super::*;
+
+    fn event(kind: EventKind, paths: &[&str]) -> Event {
+        paths
+            .iter()
+            .fold(Event::new(kind), |e, p| e.add_path(PathBuf::from(p)))
+    }
+
+    #[test]
+    fn only_changes_to_the_file_or_a_configmap_swap_count() {
+        let name = std::ffi::OsStr::new("table.yaml");
+        let modify = EventKind::Modify(ModifyKind::Any);
+        let renamed = EventKind::Modify(ModifyKind::Name(RenameMode::To));
+        let created = EventKind::Create(CreateKind::File);
+        let closed_written = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        for (kind, paths) in [
+            (modify, &["/etc/ferry/table.yaml"][..]),
+            (renamed, &["/etc/ferry/.table.tmp", "/etc/ferry/table.yaml"]),
+            (created, &["/etc/ferry/table.yaml"]),
+            (closed_written, &["/etc/ferry/table.yaml"]),
+            (renamed, &["/etc/ferry/..data"]),
+        ] {
+            assert!(may_change(&event(kind, paths), name), "{kind:?} {paths:?}");
+        }
+        let opened = EventKind::Access(AccessKind::Open(AccessMode::Any));
+        let closed_read = EventKind::Access(AccessKind::Close(AccessMode::Read));
+        for (kind, paths) in [
+            (opened, &["/etc/ferry/table.yaml"][..]),
+            (closed_read, &["/etc/ferry/table.yaml"]),
+            (modify, &["/etc/ferry/proxy.log"]),
+            (renamed, &["/etc/ferry/.table.tmp"]),
+        ] {
+            assert!(!may_change(&event(kind, paths), name), "{kind:?} {paths:?}");
+        }
+        let overflow = Event::new(EventKind::Other).set_flag(notify::event::Flag::Rescan);
+        assert!(
+            may_change(&overflow, name),
+            "a lost event may have been a change"
+        );
+    }
 }

@@ -11,6 +11,7 @@ pub mod agent;
 pub mod client;
 pub mod dns;
 pub mod load;
+pub mod opens;
 pub mod prom;
 pub mod proxy;
 pub mod scripted;

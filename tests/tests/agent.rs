@@ -171,6 +171,38 @@ impl Setup {
     }
 }
 
+#[tokio::test]
+async fn an_idle_agent_leaves_its_resource_files_alone_until_they_change() {
+    let s = Setup::start((100, 0)).await;
+    // Let the first load settle.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let files = std::fs::read_dir(s.mesh.path()).unwrap().count();
+    let opens = ferry_tests::opens::FileOpens::watch(s.mesh.path(), None);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The agent's safety-net poll (every 10 s) reads each file once; on a slow machine it may
+    // fall in this second. Nothing else may read them.
+    assert!(
+        opens.count() <= files,
+        "the agent kept reading its unchanged resources: {} opens of {files} files in 1 s",
+        opens.count()
+    );
+
+    let before = opens.count();
+    let generation0 = s.agent.status().await["generation"].as_u64().unwrap();
+    s.mesh.set_weights(0, 100);
+    let reread = eventually(Duration::from_secs(5), || async {
+        (opens.count() > before).then_some(())
+    })
+    .await;
+    assert!(reread.is_some(), "the change was read");
+    let generation = eventually(Duration::from_secs(5), || async {
+        let status = s.agent.status().await;
+        (status["generation"].as_u64()? > generation0).then_some(())
+    })
+    .await;
+    assert!(generation.is_some(), "{}", s.agent.status().await);
+}
+
 /// Which upstream answers a request to `proxy`'s egress for color.mesh.local ("" if the proxy
 /// answered itself).
 async fn color(client: &Client, egress: &str, headers: &[(&str, &str)]) -> String {

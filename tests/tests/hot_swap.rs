@@ -181,6 +181,43 @@ async fn json_config_files_hot_swap_too() {
     );
 }
 
+#[tokio::test]
+async fn an_idle_proxy_leaves_its_config_file_alone_until_it_changes() {
+    let blue = Upstream::start("blue", UpstreamProtocol::Http1).await;
+    let green = Upstream::start("green", UpstreamProtocol::Http1).await;
+    let proxy = ProxyProcess::start(&table("v1", "blue", blue.addr, green.addr))
+        .await
+        .expect("proxy");
+    let url = proxy.url("web").await;
+    // It serves, and logs into the same directory: writes beside the config file.
+    assert_eq!(
+        Client::http1().get(&url).await.expect("request").upstream(),
+        "blue"
+    );
+    // Let the check that follows the watch's start (one read) pass.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let opens = ferry_tests::opens::FileOpens::watch(proxy.dir.path(), Some(proxy.config.clone()));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        opens.count(),
+        0,
+        "the proxy kept opening its unchanged config file"
+    );
+
+    // A change is still seen, and read.
+    proxy.write_config(&table("v2", "green", blue.addr, green.addr));
+    proxy.wait_for_version("v2").await.expect("applied");
+    assert!(
+        opens.count() >= 1,
+        "the watch saw the proxy read the new file"
+    );
+    assert_eq!(
+        Client::http1().get(&url).await.expect("request").upstream(),
+        "green"
+    );
+}
+
 async fn wait_for_metric(proxy: &ProxyProcess, series: &str, want: f64) {
     for _ in 0..250 {
         if proxy.metric(series).await >= want {

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use notify::{RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::watch;
 
 use crate::model::{Model, Problems};
@@ -151,6 +152,15 @@ impl Store {
     }
 }
 
+/// Whether `event` may have changed the resources. Reading a file is not a change: inotify
+/// reports opening it, and counting that made every reload's own reads start the next one, 20 ms
+/// later, for as long as the agent ran.
+fn may_change(event: &notify::Event) -> bool {
+    event.need_rescan()
+        || !matches!(event.kind, EventKind::Access(kind)
+            if kind != AccessKind::Close(AccessMode::Write))
+}
+
 /// Follows the directory (recursively; editors' renames and ConfigMap symlink swaps alike) and
 /// reloads on every change, debounced; also re-reads it every `poll` as a safety net. Stops when
 /// the returned watcher is dropped.
@@ -160,7 +170,7 @@ pub fn spawn_watcher(
 ) -> notify::Result<notify::RecommendedWatcher> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        if event.is_ok_and(|e| may_change(&e)) {
             let _ = tx.send(());
         }
     })?;
