@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ferry_tests::scripted::{OK, Reply, Scripted, body, proxy_to};
+use ferry_tests::scripted::{OK, Reply, Scripted, body, proxy_to, read_request};
 use ferry_tests::status_of as status;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -260,4 +260,68 @@ async fn large_bodies_arrive_whole_and_the_connection_is_reused() {
         1,
         "one connection carried both large bodies and the next request"
     );
+}
+
+#[tokio::test]
+async fn a_request_waiting_for_a_new_connection_takes_one_freed_meanwhile() {
+    // An upstream that serves its first connection and accepts no other until released. Its accept
+    // queue (backlog 1) is filled below, so the kernel drops the SYN of any new connection to it:
+    // opening one stays pending, as toward a saturated or distant upstream.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let up = listener.local_addr().unwrap();
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let released = std::sync::Arc::clone(&release);
+    let server = tokio::spawn(async move {
+        let mut id = 0;
+        while let Ok((mut s, _)) = listener.accept().await {
+            id += 1;
+            let conn = id;
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while let Some(req) = read_request(&mut s, &mut buf).await {
+                    if req.starts_with("GET /slow ") {
+                        tokio::time::sleep(Duration::from_millis(400)).await;
+                    }
+                    let body = format!("conn{conn}");
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if s.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            if conn == 1 {
+                released.notified().await;
+            }
+        }
+    });
+    let (_proxy, proxy) = proxy_to(up).await;
+    assert_eq!(body(&request(proxy, "GET", "/first", "").await), "conn1");
+
+    // Fill the accept queue; connections beyond it hang in SYN, which is the point.
+    let mut fillers = Vec::new();
+    for _ in 0..3 {
+        if let Ok(Ok(s)) =
+            tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(up)).await
+        {
+            fillers.push(s);
+        }
+    }
+    assert!(!fillers.is_empty(), "the accept queue took a connection");
+
+    // The slow request holds the one pooled connection; the next one opens a connection that
+    // cannot complete, and is carried by the pooled one when the slow response has been sent.
+    let slow = tokio::spawn(async move { request(proxy, "GET", "/slow", "").await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let next = request(proxy, "GET", "/next", "").await;
+    assert_eq!(body(&slow.await.unwrap()), "conn1");
+    assert_eq!(body(&next), "conn1", "{next}");
+
+    release.notify_one();
+    drop(fillers);
+    server.abort();
 }

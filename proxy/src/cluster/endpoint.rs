@@ -9,6 +9,7 @@ use crossbeam_queue::SegQueue;
 use hyper::client::conn::{http1, http2};
 
 use super::h1::RawConn;
+use super::handoff::{Handoff, Waiter};
 use crate::http::RequestBody;
 use crate::resilience::health::HealthState;
 use crate::resilience::outlier::OutlierState;
@@ -29,6 +30,9 @@ pub struct Endpoint {
     /// Idle connections of the direct HTTP/1.1 client (bodiless requests), lock-free too.
     direct: SegQueue<IdleDirect>,
     direct_count: AtomicUsize,
+    /// Requests of the direct client opening a connection, which take a freed one if it comes
+    /// first.
+    handoff: Handoff<Box<RawConn>>,
     /// A task is closing this endpoint's expired and dead direct connections.
     reaping: AtomicBool,
     /// The shared HTTP/2 connection, multiplexing every request to this endpoint.
@@ -65,6 +69,7 @@ impl Endpoint {
             idle_count: AtomicUsize::new(0),
             direct: SegQueue::new(),
             direct_count: AtomicUsize::new(0),
+            handoff: Handoff::default(),
             reaping: AtomicBool::new(false),
             h2: ArcSwapOption::empty(),
             h2_connecting: tokio::sync::Mutex::new(()),
@@ -92,8 +97,17 @@ impl Endpoint {
         None
     }
 
-    /// Returns a direct connection whose last response was read completely.
+    /// Waits for the next direct connection returned to this endpoint (while opening one).
+    pub(super) fn wait_direct(&self) -> Waiter<'_, Box<RawConn>> {
+        self.handoff.wait()
+    }
+
+    /// Returns a direct connection whose last response was read completely, or a new one its
+    /// request did not need: to a request waiting for one, else to the pool.
     pub(super) fn push_direct(&self, conn: Box<RawConn>) {
+        let Some(conn) = self.handoff.offer(conn) else {
+            return;
+        };
         if self.idle_connections() >= MAX_IDLE_PER_ENDPOINT {
             return;
         }

@@ -5,6 +5,7 @@
 mod counted;
 mod endpoint;
 mod h1;
+mod handoff;
 mod incoming;
 mod pool;
 mod source;

@@ -82,7 +82,7 @@ impl PooledConn {
 
 /// Sends `req` to `ep`. `upgrade` requests get a fresh connection that is never pooled.
 pub async fn send(
-    cluster: &Cluster,
+    cluster: &Arc<Cluster>,
     ep: &Arc<Endpoint>,
     req: Request<RequestBody>,
     upgrade: bool,

@@ -8,11 +8,13 @@ mod chunked;
 mod conn;
 mod head;
 
+use std::io;
 use std::sync::Arc;
 
 use http::header::TRANSFER_ENCODING;
 use http::{Method, Request, Response};
 use http_body::Body;
+use tokio::sync::oneshot;
 
 pub use body::DirectBody;
 pub use conn::{ActiveGuard, ExchangeError, RawConn};
@@ -37,7 +39,7 @@ pub fn can_send(req: &Request<RequestBody>, upgrade: bool) -> bool {
 /// upstream closed the connection with nothing sent back only if it is idempotent (RFC 9112
 /// §9.3.1: the upstream may have acted on it).
 pub async fn send(
-    cluster: &Cluster,
+    cluster: &Arc<Cluster>,
     ep: &Arc<Endpoint>,
     req: Request<RequestBody>,
 ) -> Result<Response<DirectBody>, UpstreamError> {
@@ -63,10 +65,61 @@ pub async fn send(
         }
     }
     // Boxed: connecting is the rare path, and its state would make every request's future larger.
-    let conn = Box::pin(open(cluster, ep)).await?;
+    let (conn, freed) = Box::pin(open_or_take_freed(cluster, ep)).await?;
+    let conn = match exchange(conn).await {
+        (Ok(head), conn) => return Ok(respond(head, conn, ep)),
+        (Err(e), _) if freed && e.is_resendable(method) => {
+            tracing::debug!(endpoint = %ep.addr, error = %e, "freed connection was closed; opening another");
+            Box::pin(open(cluster, ep)).await?
+        }
+        (Err(e), _) => return Err(exchange_error(ep, e)),
+    };
     match exchange(conn).await {
         (Ok(head), conn) => Ok(respond(head, conn, ep)),
         (Err(e), _) => Err(exchange_error(ep, e)),
+    }
+}
+
+/// A new connection to `ep`, or one that another request frees while it is being opened,
+/// whichever comes first (`true`: a freed one). The new connection, when not taken, goes to the
+/// pool or to the next request waiting (see `handoff`).
+async fn open_or_take_freed(
+    cluster: &Arc<Cluster>,
+    ep: &Arc<Endpoint>,
+) -> Result<(Box<RawConn>, bool), UpstreamError> {
+    let (tx, mut opened) = oneshot::channel();
+    let (c, e) = (Arc::clone(cluster), Arc::clone(ep));
+    // A task of its own, so that the connection is still made, and kept, when this request takes
+    // a freed one or goes away (its client left, its timeout fired).
+    tokio::spawn(async move {
+        let result = open(&c, &e).await;
+        if let Err(Ok(conn)) = tx.send(result) {
+            e.push_direct(conn);
+            e.reap_idle_direct(c.idle_timeout);
+        }
+    });
+    let mut freed = ep.wait_direct();
+    let first = tokio::select! {
+        biased;
+        result = &mut opened => Err(result),
+        conn = freed.recv() => Ok(conn),
+    };
+    match first {
+        Ok(conn) => Ok((conn, true)),
+        Err(result) => {
+            // Offered to this request as its own connection came: back to the pool with it.
+            if let Some(conn) = freed.leave() {
+                ep.push_direct(conn);
+            }
+            match result {
+                Ok(opened) => opened.map(|conn| (conn, false)),
+                // Only when the runtime is shutting down.
+                Err(_) => Err(UpstreamError::Connect {
+                    addr: ep.addr,
+                    source: io::Error::other("the connecting task ended"),
+                }),
+            }
+        }
     }
 }
 
