@@ -161,16 +161,10 @@ async fn json_config_files_hot_swap_too() {
     .await
     .expect("proxy");
     let url = proxy.url("web").await;
-    assert_eq!(
-        Client::http1().get(&url).await.expect("request").upstream(),
-        "blue"
-    );
+    assert_eq!(upstream_of(&url).await, "blue");
     proxy.write_config(&to_json(&table("j2", "green", blue.addr, green.addr)));
     proxy.wait_for_version("j2").await.expect("applied");
-    assert_eq!(
-        Client::http1().get(&url).await.expect("request").upstream(),
-        "green"
-    );
+    assert_eq!(upstream_of(&url).await, "green");
     // A JSON error names its line.
     proxy.write_config("{\n  \"listeners\": [\n    {\"name\": 7}\n  ]\n}\n");
     wait_for_metric(&proxy, "ferry_config_rejected_total", 1.0).await;
@@ -190,10 +184,7 @@ async fn an_idle_proxy_leaves_its_config_file_alone_until_it_changes() {
         .expect("proxy");
     let url = proxy.url("web").await;
     // It serves, and logs into the same directory: writes beside the config file.
-    assert_eq!(
-        Client::http1().get(&url).await.expect("request").upstream(),
-        "blue"
-    );
+    assert_eq!(upstream_of(&url).await, "blue");
     // Let the check that follows the watch's start (one read) pass.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -212,10 +203,12 @@ async fn an_idle_proxy_leaves_its_config_file_alone_until_it_changes() {
         opens.count() >= 1,
         "the watch saw the proxy read the new file"
     );
-    assert_eq!(
-        Client::http1().get(&url).await.expect("request").upstream(),
-        "green"
-    );
+    assert_eq!(upstream_of(&url).await, "green");
+}
+
+/// Which upstream answers a request to `url`, on a new connection.
+async fn upstream_of(url: &str) -> String {
+    Client::http1().get(url).await.expect("request").upstream()
 }
 
 async fn wait_for_metric(proxy: &ProxyProcess, series: &str, want: f64) {
