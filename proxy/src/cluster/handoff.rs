@@ -21,9 +21,8 @@ use tokio::sync::oneshot;
 const STALE_SLACK: usize = 16;
 
 pub struct Handoff<T> {
+    /// One per waiting request, and those of requests that stopped waiting (stale).
     senders: SegQueue<oneshot::Sender<T>>,
-    /// Senders in `senders`, waiting or stale.
-    queued: AtomicUsize,
     /// Requests waiting now (live `Waiter`s).
     waiting: AtomicUsize,
 }
@@ -38,7 +37,6 @@ impl<T> Default for Handoff<T> {
     fn default() -> Self {
         Handoff {
             senders: SegQueue::new(),
-            queued: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
         }
     }
@@ -50,7 +48,6 @@ impl<T> Handoff<T> {
         self.drop_stale();
         let (tx, rx) = oneshot::channel();
         self.waiting.fetch_add(1, Ordering::Relaxed);
-        self.queued.fetch_add(1, Ordering::Relaxed);
         self.senders.push(tx);
         Waiter { rx, handoff: self }
     }
@@ -58,11 +55,10 @@ impl<T> Handoff<T> {
     /// Gives `item` to the longest-waiting request; `Some(item)` back when none is waiting.
     pub fn offer(&self, mut item: T) -> Option<T> {
         // The common case, on every connection returned to the pool: no one waits.
-        if self.queued.load(Ordering::Relaxed) == 0 {
+        if self.senders.is_empty() {
             return Some(item);
         }
         while let Some(tx) = self.senders.pop() {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
             match tx.send(item) {
                 Ok(()) => return None,
                 // That request stopped waiting (it got its own connection, or was cancelled).
@@ -76,15 +72,13 @@ impl<T> Handoff<T> {
         // Bounded: each `wait` adds one sender and looks at no more than four.
         for _ in 0..4 {
             let waiting = self.waiting.load(Ordering::Relaxed);
-            if self.queued.load(Ordering::Relaxed) <= 2 * waiting + STALE_SLACK {
+            if self.senders.len() <= 2 * waiting + STALE_SLACK {
                 return;
             }
             let Some(tx) = self.senders.pop() else {
                 return;
             };
-            if tx.is_closed() {
-                self.queued.fetch_sub(1, Ordering::Relaxed);
-            } else {
+            if !tx.is_closed() {
                 self.senders.push(tx);
             }
         }
@@ -153,7 +147,7 @@ mod tests {
         for _ in 0..10_000 {
             drop(h.wait());
         }
-        let queued = h.queued.load(Ordering::Relaxed);
+        let queued = h.senders.len();
         assert!(queued <= 2 + STALE_SLACK + 1, "{queued} senders queued");
         assert_eq!(h.waiting.load(Ordering::Relaxed), 1);
         assert_eq!(h.offer(5), None, "the request still waiting gets it");
