@@ -14,6 +14,7 @@ pub mod flags;
 pub mod http;
 pub mod iptables;
 pub mod metrics;
+mod read_scratch;
 pub mod resilience;
 pub mod route;
 pub mod server;

@@ -11,10 +11,11 @@ use tokio::io::AsyncWriteExt;
 
 use super::head::{self, ResponseHead};
 use crate::cluster::counted::Counted;
+use crate::read_scratch;
 use crate::tls::ClientStream;
 
 /// The first read of a response: a whole small response at once, as hyper's initial buffer.
-const READ_MIN: usize = 8 * 1024;
+const READ_MIN: usize = read_scratch::SIZE;
 /// Reads grow up to this while they keep filling the buffer (a large body), as hyper's adaptive
 /// read strategy does, so a large download takes few system calls.
 const READ_MAX: usize = 256 * 1024;
@@ -82,7 +83,8 @@ impl RawConn {
     pub fn new(io: Counted<ClientStream>, active: IntGauge) -> Box<RawConn> {
         Box::new(RawConn {
             io,
-            read: BytesMut::with_capacity(READ_MIN),
+            // Empty until a response arrives (see `poll_fill`).
+            read: BytesMut::new(),
             read_size: READ_MIN,
             write: Vec::with_capacity(512),
             _active: ActiveGuard::new(active),
@@ -133,7 +135,19 @@ impl RawConn {
     }
 
     /// Reads more into the buffer. `Ok(0)`: the upstream closed the connection.
+    ///
+    /// With nothing buffered and no large body under way, the read goes through the thread's
+    /// scratch and the buffer gets exactly what arrived, so a pooled connection holds no read
+    /// buffer and a small response costs one allocation of its size. A read that fills the
+    /// scratch grows `read_size`, and reads go straight into the buffer from then on.
     pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.read.is_empty() && self.read_size == READ_MIN {
+            let polled = read_scratch::poll_read(Pin::new(&mut self.io), cx, &mut self.read);
+            if let Poll::Ready(Ok(read_scratch::SIZE)) = polled {
+                self.read_size = READ_MIN * 2;
+            }
+            return polled;
+        }
         if self.read.capacity() - self.read.len() < self.read_size / 2 {
             self.read.reserve(self.read_size);
         }
@@ -149,10 +163,10 @@ impl RawConn {
         polled
     }
 
-    /// Called as the connection goes back to the pool: a buffer grown for a large body is let
-    /// go, so that idle connections hold no more than a small response needs.
+    /// Called as the connection goes back to the pool: an empty buffer is let go, so that an
+    /// idle connection holds none (the next response is read through the scratch).
     pub fn shrink(&mut self) {
-        if self.read.is_empty() && self.read.capacity() > 2 * READ_MIN {
+        if self.read.is_empty() && self.read.capacity() > 0 {
             self.read = BytesMut::new();
         }
         self.read_size = READ_MIN;

@@ -29,6 +29,7 @@ use tokio::time::Instant;
 use super::body::ResponseBody;
 use super::conn::{ConnInfo, ListenerCtx};
 use super::conn_timer::ConnTimer;
+use crate::read_scratch;
 use crate::table::ListenerTable;
 use request::{Head, HeadLimits};
 use response::{BodyLen, Framing};
@@ -42,7 +43,9 @@ pub enum Ended {
     ToHyper(Bytes),
 }
 
-/// The read buffer's first size and the least free space a read is given (hyper's too).
+/// The least free space a read into a connection's own buffer is given (hyper's too). That
+/// buffer is used only while a head arrives in parts; a read with nothing buffered goes through
+/// the thread's scratch (`read_scratch`).
 const READ_BUF: usize = 8 * 1024;
 /// Body chunks up to this size are copied next to the head, so a small response is one write;
 /// larger ones are written from their own buffer.
@@ -71,7 +74,8 @@ where
     let head_timeout = table.limits.header_read_timeout;
     let mut head_timer = ConnTimer::default();
     let mut request_timer = ConnTimer::default();
-    let mut buf = BytesMut::with_capacity(READ_BUF);
+    // Empty until bytes arrive: an idle connection holds no read buffer (see `read_more`).
+    let mut buf = BytesMut::new();
     let mut out: Vec<u8> = Vec::new();
     loop {
         // === Read a head ===
@@ -89,12 +93,9 @@ where
             } else if draining(drain) {
                 return Ended::Closed;
             }
-            if buf.capacity() - buf.len() < READ_BUF / 8 {
-                buf.reserve(READ_BUF);
-            }
             let read = tokio::select! {
                 biased;
-                r = io.read_buf(&mut buf) => r,
+                r = read_more(io, &mut buf) => r,
                 () = head_timer.expired() => {
                     table.metrics.header_timeout.inc();
                     return Ended::Closed;
@@ -117,7 +118,7 @@ where
                 resp = &mut handling => break resp,
                 // A client that closes while its request is in flight cancels it, as with
                 // hyper's server; bytes of a pipelined request are kept for later.
-                r = io.read_buf(&mut buf), if buf.is_empty() => match r {
+                r = read_more(io, &mut buf), if buf.is_empty() => match r {
                     Ok(0) | Err(_) => return Ended::Closed,
                     Ok(_) => {}
                 },
@@ -139,6 +140,22 @@ where
             out = Vec::new();
         }
     }
+}
+
+/// Reads more of the client's bytes into `buf`. With nothing buffered (between requests, the
+/// usual case) the read goes through the thread's scratch and `buf` gets exactly what arrived;
+/// a head that came in part is read on into `buf` itself.
+async fn read_more<IO>(io: &mut IO, buf: &mut BytesMut) -> std::io::Result<usize>
+where
+    IO: AsyncRead + Unpin,
+{
+    if buf.is_empty() {
+        return poll_fn(|cx| read_scratch::poll_read(Pin::new(&mut *io), cx, buf)).await;
+    }
+    if buf.capacity() - buf.len() < READ_BUF / 8 {
+        buf.reserve(READ_BUF);
+    }
+    io.read_buf(buf).await
 }
 
 /// Whether the listener is draining. The only value ever sent is `true`, so "changed" is
