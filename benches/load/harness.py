@@ -14,6 +14,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -207,6 +208,12 @@ def envoy_conf(routes=0):
             "name": name,
             "type": "STATIC",
             "connect_timeout": "5s",
+            # Envoy's default breakers allow 1,024 connections and pending requests per cluster;
+            # the idle-connections scenario opens more than that at once (the load scenarios
+            # stay below it), and the other proxies here have no such default.
+            "circuit_breakers": {"thresholds": [{"max_connections": 100000,
+                                                 "max_pending_requests": 100000,
+                                                 "max_requests": 100000}]},
             "load_assignment": {
                 "cluster_name": name,
                 "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
@@ -602,6 +609,97 @@ def memory_scenario(targets, tmp, quick, rounds):
                 for k, v in d.items()} for n, d in out.items()}
 
 
+def open_idle_connections(port, n, timeout=30.0):
+    """Opens `n` client connections, sends one GET on each at once and reads every response;
+    returns the open sockets (idle keep-alive connections from then on)."""
+    import selectors
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.create_connection((HOST, port), timeout=5)
+            s.setblocking(False)
+            socks.append(s)
+        req = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+        sel = selectors.DefaultSelector()
+        for s in socks:
+            s.sendall(req)
+            sel.register(s, selectors.EVENT_READ, bytearray())
+        waiting = len(socks)
+        deadline = time.time() + timeout
+        while waiting and time.time() < deadline:
+            for key, _ in sel.select(1):
+                data = key.fileobj.recv(4096)
+                key.data.extend(data)
+                if not data or b"\r\n\r\n" in key.data:
+                    if not data or not key.data.startswith(b"HTTP/1.1 200"):
+                        raise RuntimeError(f"a connection got {bytes(key.data[:80])!r}")
+                    sel.unregister(key.fileobj)
+                    waiting -= 1
+        sel.close()
+        if waiting:
+            raise RuntimeError(f"{waiting} of {n} connections got no response in {timeout:.0f} s")
+        return socks
+    except BaseException:
+        for s in socks:
+            s.close()
+        raise
+
+
+def established_to(port):
+    """Established TCP connections to 127.0.0.1:port (from /proc/net/tcp: state 01)."""
+    want = f"0100007F:{port:04X}"
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    return sum(1 for line in lines if line.split()[2] == want and line.split()[3] == "01")
+
+
+def connections_scenario(targets, tmp, quick, rounds):
+    """RSS with N idle keep-alive client connections, each of which has carried one request (all
+    sent at once, so the proxy also opens and then pools many upstream connections): the memory a
+    sidecar spends per connection it keeps open."""
+    n = 100 if quick else 2000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 3 * n + 100:  # this process's sockets; the proxies inherit the limit
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 6 * n + 1000), hard))
+    out = {}
+    for rnd in range(rounds):
+        names = targets.available if rnd % 2 == 0 else targets.available[::-1]
+        for name in names:
+            try:
+                proc = targets.start(name)
+            except RuntimeError as e:
+                if name == "ferry":
+                    raise
+                log(f"  {name} failed: {e}")
+                continue
+            socks = []
+            try:
+                time.sleep(0.5)
+                before = status_kb(proc.pid, "VmRSS") or 0
+                socks = open_idle_connections(targets.port(name, "http1"), n)
+                time.sleep(0.5)
+                after = status_kb(proc.pid, "VmRSS") or 0
+                out.setdefault(name, []).append({
+                    "idle_rss_mb": before / 1024, "rss_mb": after / 1024,
+                    "kib_per_conn": (after - before) / n,
+                    "upstream_conns": established_to(UPSTREAM_PORT)})
+            except Exception as e:  # noqa: BLE001 - a peer may fail; Ferry may not
+                if name == "ferry":
+                    raise
+                log(f"  {name} failed: {e}")
+            finally:
+                for s in socks:
+                    s.close()
+                proc.stop()
+    return {"connections": n,
+            "runs": {t: {k: statistics.median(r[k] for r in v if r[k] is not None)
+                         if any(r[k] is not None for r in v) else None
+                         for k in ("idle_rss_mb", "rss_mb", "kib_per_conn", "upstream_conns")}
+                     for t, v in out.items()}}
+
+
 def swap_scenario(targets, tmp, quick, rounds):
     """wrk on Ferry holding 10,000 routes, with and without a table swap every 100 ms."""
     routes = 1000 if quick else 10000
@@ -792,6 +890,23 @@ def markdown(report):
             lines.append(f"| {t} | " + " | ".join(cells) + " |")
         lines += ["", "(Routes: nginx and haproxy are measured idle only; the route tables are "
                   "Ferry's and Envoy's, same shape.)", ""]
+    co = report.get("connections") or {}
+    if co.get("runs"):
+        runs = co["runs"]
+        best = [runs[p]["kib_per_conn"] for p in PEERS if p in runs and runs[p]["kib_per_conn"]]
+        lines += [f"## Memory with {co['connections']:,} idle keep-alive connections", "",
+                  f"{co['connections']:,} client connections each carry one request, all sent at once, "
+                  "and stay open; the proxy pools the upstream connections it opened for them. "
+                  "Per connection: (RSS with them − RSS before) / connections.", "",
+                  "| target | RSS before MB | RSS with them MB | KiB per connection | "
+                  "upstream connections open |", "|---|---:|---:|---:|---:|"]
+        for t, r in runs.items():
+            c = fmt(r["kib_per_conn"], "{:.1f}")
+            if best and r["kib_per_conn"] is not None:
+                c += f" ({r['kib_per_conn'] / min(best):.2f}×)"
+            lines.append(f"| {t} | {fmt(r['idle_rss_mb'], '{:.1f}')} | {fmt(r['rss_mb'], '{:.1f}')} | "
+                         f"{c} | {fmt(r['upstream_conns'], '{:,.0f}')} |")
+        lines.append("")
     sw = report["swap"]
     if sw:
         lines += [f"## Table swap under load: Ferry with {sw['routes']:,} routes, wrk 32 connections, "
@@ -833,6 +948,12 @@ def svg(report):
     if best_idle:
         groups.append(("idle RSS (lower=better)",
                        {t: d["0"]["rss_mb"] / min(best_idle) for t, d in mem.items() if "0" in d}))
+    runs = (report.get("connections") or {}).get("runs") or {}
+    best_conn = [runs[p]["kib_per_conn"] for p in PEERS if p in runs and runs[p]["kib_per_conn"]]
+    if best_conn:
+        groups.append(("KiB per idle connection (lower=better)",
+                       {t: r["kib_per_conn"] / min(best_conn) for t, r in runs.items()
+                        if r["kib_per_conn"] is not None}))
     order = ["direct", "ferry", "ferry-base", "envoy", "nginx", "haproxy"]
     w, h, left, top, bottom = 900, 380, 50, 40, 70
     gw = (w - left - 20) / max(1, len(groups))
@@ -899,7 +1020,7 @@ def main():
                     "(before/after comparisons in one interleaved run)")
     ap.add_argument("--ferry-build", help="how --ferry was built (named in the report)")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--only", help="comma-separated scenario ids (and memory, swap)")
+    ap.add_argument("--only", help="comma-separated scenario ids (and memory, connections, swap)")
     ap.add_argument("--targets", help="comma-separated targets to run (default: all available)")
     ap.add_argument("--update-readme", action="store_true")
     args = ap.parse_args()
@@ -962,6 +1083,13 @@ def main():
                 mem = memory_scenario(targets, tmp, args.quick, rounds)
             except Exception as e:  # noqa: BLE001
                 failures.append(f"memory: {e}")
+        conns = {}
+        if only is None or "connections" in only:
+            log("[connections]")
+            try:
+                conns = connections_scenario(targets, tmp, args.quick, rounds)
+            except Exception as e:  # noqa: BLE001
+                failures.append(f"connections: {e}")
         swap = {}
         if only is None or "swap" in only:
             log("[swap]")
@@ -989,6 +1117,7 @@ def main():
         "results": results,
         "ratios": ratios(results),
         "memory": mem,
+        "connections": conns,
         "swap": swap,
         "missing": missing,
         "failures": failures,
@@ -1008,7 +1137,7 @@ def main():
         update_readme(md.split("\n", 2)[2] if md.startswith("# ") else md)
 
     # Ferry must work: any failed Ferry run, Ferry error, or swap error fails the harness.
-    bad = [f for f in failures if "/ferry" in f or f.startswith(("memory", "swap"))]
+    bad = [f for f in failures if "/ferry" in f or f.startswith(("memory", "connections", "swap"))]
     for sid, by in results.items():
         fr = by.get("ferry")
         if fr is None:

@@ -22,6 +22,9 @@ pub enum Reply {
     Send(&'static [u8]),
     /// Writes these bytes and closes the connection.
     SendAndClose(&'static [u8]),
+    /// Writes these parts one at a time, 20 ms apart, and keeps the connection: a response that
+    /// reaches the proxy over several reads.
+    SendInParts(&'static [&'static [u8]]),
     /// Closes the connection without answering.
     Close,
 }
@@ -93,6 +96,14 @@ async fn serve(
             Reply::Send(bytes) => {
                 if s.write_all(bytes).await.is_err() {
                     return;
+                }
+            }
+            Reply::SendInParts(parts) => {
+                for part in parts {
+                    if s.write_all(part).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
             }
             Reply::SendAndClose(bytes) => {

@@ -207,6 +207,46 @@ async fn keep_alive_and_pipelining_with_every_framing() {
 }
 
 #[tokio::test]
+async fn request_heads_that_arrive_in_parts_or_fill_a_read_are_read_whole() {
+    // A connection between requests holds no read buffer: the next head is read through the
+    // worker's 8 KiB scratch, and a head that arrives in parts, or fills that read, is read on
+    // into a buffer of the connection's own.
+    let up = Scripted::start(&[]).await;
+    let (_proxy, addr) = proxy_to(up.addr).await;
+    let mut c = Conn::open(addr).await;
+    for part in ["GET /parts HTTP/1.1\r\nho", "st: svc\r\nx-part: 1", "\r\n\r\n"] {
+        c.send(part).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let r = c.response(false).await.unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"), "{r:?}");
+
+    // A 20 KiB head, then a small request in the same write.
+    let long = "v".repeat(20 * 1024);
+    c.send(&format!(
+        "GET /long HTTP/1.1\r\nhost: svc\r\nx-long: {long}\r\n\r\nGET /after HTTP/1.1\r\nhost: svc\r\n\r\n"
+    ))
+    .await;
+    for _ in 0..2 {
+        let r = c.response(false).await.unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, "ok"), "{r:?}");
+    }
+    let seen = up.requests();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(
+        seen[0].starts_with("GET /parts HTTP/1.1\r\n") && seen[0].contains("x-part: 1\r\n"),
+        "{:?}",
+        seen[0]
+    );
+    assert!(
+        seen[1].starts_with("GET /long HTTP/1.1\r\n")
+            && seen[1].contains(&format!("x-long: {long}\r\n")),
+        "the long header arrived whole"
+    );
+    assert!(seen[2].starts_with("GET /after HTTP/1.1\r\n"), "{:?}", seen[2]);
+}
+
+#[tokio::test]
 async fn http10_clients_and_connection_close() {
     let up = Scripted::start(&[]).await;
     let (_proxy, addr) = proxy_to(up.addr).await;

@@ -262,6 +262,60 @@ async fn large_bodies_arrive_whole_and_the_connection_is_reused() {
     );
 }
 
+/// A response of exactly `total` bytes, head included, with a body of one repeated letter.
+fn response_of(total: usize, letter: u8) -> &'static [u8] {
+    // The head's length depends on the digits of the body's length; two tries settle it.
+    let mut body_len = total;
+    for _ in 0..2 {
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {body_len}\r\n\r\n");
+        body_len = total - head.len();
+    }
+    let mut r = format!("HTTP/1.1 200 OK\r\ncontent-length: {body_len}\r\n\r\n").into_bytes();
+    r.resize(total, letter);
+    // Leaked: the script holds 'static replies, and these live as long as the test anyway.
+    Box::leak(r.into_boxed_slice())
+}
+
+#[tokio::test]
+async fn responses_that_arrive_in_parts_or_fill_a_read_are_read_whole() {
+    // An idle pooled connection holds no read buffer: a response read with nothing buffered
+    // goes through the worker's 8 KiB scratch, and one that fills it is read on into the
+    // connection's own buffer. The sizes straddle that boundary.
+    let sizes = [8191, 8192, 8193, 16 * 1024 + 1, 100_000];
+    let mut script = vec![Reply::SendInParts(&[
+        b"HTTP/1.1 200 OK\r\ncontent-le",
+        b"ngth: 5\r\nx-up: parts\r\n\r\nhe",
+        b"llo",
+    ])];
+    for (i, &n) in sizes.iter().enumerate() {
+        script.push(Reply::Send(response_of(n, b'a' + i as u8)));
+    }
+    let up = Scripted::start(&script).await;
+    let (_proxy, addr) = proxy_to(up.addr).await;
+
+    let r = request(addr, "GET", "/parts", "").await;
+    assert_eq!((status(&r), body(&r).as_str()), (200, "hello"), "{r}");
+    assert!(r.to_ascii_lowercase().contains("x-up: parts"), "{r}");
+    for (i, &n) in sizes.iter().enumerate() {
+        let r = request(addr, "GET", "/sized", "").await;
+        assert_eq!(status(&r), 200, "{n}-byte response");
+        let got = body(&r);
+        let head_len = response_of(n, b'a').len() - got.len();
+        assert!(
+            head_len < 64 && got.bytes().all(|b| b == b'a' + i as u8),
+            "{n}-byte response: a body of {} bytes arrived",
+            got.len()
+        );
+    }
+    let r = request(addr, "GET", "/small", "").await;
+    assert_eq!((status(&r), body(&r).as_str()), (200, "ok"), "{r}");
+    assert_eq!(
+        up.connections(),
+        1,
+        "one pooled connection carried every response"
+    );
+}
+
 #[tokio::test]
 async fn a_request_waiting_for_a_new_connection_takes_one_freed_meanwhile() {
     // An upstream that serves its first connection and accepts no other until released. Its accept
