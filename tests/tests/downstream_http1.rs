@@ -214,9 +214,25 @@ async fn request_heads_that_arrive_in_parts_or_fill_a_read_are_read_whole() {
     let up = Scripted::start(&[]).await;
     let (_proxy, addr) = proxy_to(up.addr).await;
     let mut c = Conn::open(addr).await;
-    for part in ["GET /parts HTTP/1.1\r\nho", "st: svc\r\nx-part: 1", "\r\n\r\n"] {
+    for part in [
+        "GET /parts HTTP/1.1\r\nho",
+        "st: svc\r\nx-part: 1",
+        "\r\n\r\n",
+    ] {
         c.send(part).await;
         tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let r = c.response(false).await.unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"), "{r:?}");
+
+    // A 3 KiB head that trickles in, 200 bytes at a time: the buffer grows with it.
+    let trickled = format!(
+        "GET /trickled HTTP/1.1\r\nhost: svc\r\nx-slow: {}\r\n\r\n",
+        "s".repeat(3000)
+    );
+    for part in trickled.as_bytes().chunks(200) {
+        c.s.write_all(part).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(3)).await;
     }
     let r = c.response(false).await.unwrap();
     assert_eq!((r.status, r.text().as_str()), (200, "ok"), "{r:?}");
@@ -232,18 +248,27 @@ async fn request_heads_that_arrive_in_parts_or_fill_a_read_are_read_whole() {
         assert_eq!((r.status, r.text().as_str()), (200, "ok"), "{r:?}");
     }
     let seen = up.requests();
-    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen.len(), 4, "{seen:?}");
     assert!(
         seen[0].starts_with("GET /parts HTTP/1.1\r\n") && seen[0].contains("x-part: 1\r\n"),
         "{:?}",
         seen[0]
     );
     assert!(
-        seen[1].starts_with("GET /long HTTP/1.1\r\n")
-            && seen[1].contains(&format!("x-long: {long}\r\n")),
+        seen[1].starts_with("GET /trickled HTTP/1.1\r\n")
+            && seen[1].contains(&format!("x-slow: {}\r\n", "s".repeat(3000))),
+        "the trickled header arrived whole"
+    );
+    assert!(
+        seen[2].starts_with("GET /long HTTP/1.1\r\n")
+            && seen[2].contains(&format!("x-long: {long}\r\n")),
         "the long header arrived whole"
     );
-    assert!(seen[2].starts_with("GET /after HTTP/1.1\r\n"), "{:?}", seen[2]);
+    assert!(
+        seen[3].starts_with("GET /after HTTP/1.1\r\n"),
+        "{:?}",
+        seen[3]
+    );
 }
 
 #[tokio::test]

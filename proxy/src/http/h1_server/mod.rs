@@ -43,10 +43,14 @@ pub enum Ended {
     ToHyper(Bytes),
 }
 
-/// The least free space a read into a connection's own buffer is given (hyper's too). That
+/// The most free space a read into a connection's own buffer is given (hyper's read size). That
 /// buffer is used only while a head arrives in parts; a read with nothing buffered goes through
 /// the thread's scratch (`read_scratch`).
 const READ_BUF: usize = 8 * 1024;
+/// The least free space such a read is given. Between the two, a read is given room for as much
+/// as has arrived, so a head that trickles in (a slow client, or a slowloris one) holds a buffer
+/// of its own size, and one that came a whole scratch at a time is read on 8 KiB at a time.
+const PARTIAL_MIN: usize = 1024;
 /// Body chunks up to this size are copied next to the head, so a small response is one write;
 /// larger ones are written from their own buffer.
 const COPY_MAX: usize = 16 * 1024;
@@ -152,8 +156,9 @@ where
     if buf.is_empty() {
         return poll_fn(|cx| read_scratch::poll_read(Pin::new(&mut *io), cx, buf)).await;
     }
-    if buf.capacity() - buf.len() < READ_BUF / 8 {
-        buf.reserve(READ_BUF);
+    let room = buf.len().clamp(PARTIAL_MIN, READ_BUF);
+    if buf.capacity() - buf.len() < room / 8 {
+        buf.reserve(room);
     }
     io.read_buf(buf).await
 }
