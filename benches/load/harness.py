@@ -1076,27 +1076,21 @@ def main():
             results[sc["id"]] = {n: aggregate(r) for n, r in runs.items()}
             r = results[sc["id"]]
             log("  " + ", ".join(f"{n}={(v or {}).get('rps', (v or {}).get('gbps'))}" for n, v in r.items()))
-        mem = {}
-        if only is None or "memory" in only:
-            log("[memory]")
+
+        def extra(sid, scenario):
+            """Runs one of the scenarios that are not load runs, when asked for; {} otherwise."""
+            if only is not None and sid not in only:
+                return {}
+            log(f"[{sid}]")
             try:
-                mem = memory_scenario(targets, tmp, args.quick, rounds)
+                return scenario(targets, tmp, args.quick, rounds)
             except Exception as e:  # noqa: BLE001
-                failures.append(f"memory: {e}")
-        conns = {}
-        if only is None or "connections" in only:
-            log("[connections]")
-            try:
-                conns = connections_scenario(targets, tmp, args.quick, rounds)
-            except Exception as e:  # noqa: BLE001
-                failures.append(f"connections: {e}")
-        swap = {}
-        if only is None or "swap" in only:
-            log("[swap]")
-            try:
-                swap = swap_scenario(targets, tmp, args.quick, rounds)
-            except Exception as e:  # noqa: BLE001
-                failures.append(f"swap: {e}")
+                failures.append(f"{sid}: {e}")
+                return {}
+
+        mem = extra("memory", memory_scenario)
+        conns = extra("connections", connections_scenario)
+        swap = extra("swap", swap_scenario)
     finally:
         upstream.stop()
         grpc_upstream.stop()
