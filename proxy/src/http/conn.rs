@@ -203,7 +203,9 @@ async fn serve_http(
     let mut io = Tracked::new(io, Arc::clone(&activity));
     let served = async {
         if h2_negotiated {
-            return serve_hyper(ctx, table, io, info, drain).await;
+            // Boxed, here and below: hyper's server future (2.8 KB) would otherwise set the size
+            // of every connection's task, most of which never reach it.
+            return Box::pin(serve_hyper(ctx, table, io, info, drain)).await;
         }
         match h1_server::serve(&mut io, &ctx, table, &info, &mut drain).await {
             Ended::Closed => {}
@@ -213,7 +215,7 @@ async fn serve_http(
                     framing: Arc::new(FramingVerdict::default()),
                     ..info
                 };
-                serve_hyper(ctx, table, Rewind::new(read, io), info, drain).await;
+                Box::pin(serve_hyper(ctx, table, Rewind::new(read, io), info, drain)).await;
             }
         }
     };

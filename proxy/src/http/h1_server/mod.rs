@@ -114,18 +114,23 @@ where
         };
 
         // === Handle it ===
-        let handling = super::handle(ctx, info, req, Some(&mut request_timer));
-        let mut handling = pin!(handling);
-        let resp = loop {
-            tokio::select! {
-                biased;
-                resp = &mut handling => break resp,
-                // A client that closes while its request is in flight cancels it, as with
-                // hyper's server; bytes of a pipelined request are kept for later.
-                r = read_more(io, &mut buf), if buf.is_empty() => match r {
-                    Ok(0) | Err(_) => return Ended::Closed,
-                    Ok(_) => {}
-                },
+        // In a block of its own: the handler's future (1.4 KB) then ends before the response
+        // is written, and the two share their place in this future's state instead of sitting
+        // side by side in every connection's task (`-Zprint-type-sizes`: 3,384 bytes to 2,255).
+        let resp = {
+            let handling = super::handle(ctx, info, req, Some(&mut request_timer));
+            let mut handling = pin!(handling);
+            loop {
+                tokio::select! {
+                    biased;
+                    resp = &mut handling => break resp,
+                    // A client that closes while its request is in flight cancels it, as with
+                    // hyper's server; bytes of a pipelined request are kept for later.
+                    r = read_more(io, &mut buf), if buf.is_empty() => match r {
+                        Ok(0) | Err(_) => return Ended::Closed,
+                        Ok(_) => {}
+                    },
+                }
             }
         };
 
