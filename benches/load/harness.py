@@ -574,6 +574,17 @@ def measure(targets, name, sc, tmp):
             proc.stop()
 
 
+def start_or_skip(targets, name, **kw):
+    """Starts `name`. A peer that does not start is logged and skipped (None); Ferry must start."""
+    try:
+        return targets.start(name, **kw)
+    except RuntimeError as e:
+        if name == "ferry":
+            raise
+        log(f"  {name} failed: {e}")
+        return None
+
+
 def memory_scenario(targets, tmp, quick, rounds):
     """Idle RSS (after start and 200 requests), and with 1,000 / 10,000 routes (Ferry, Envoy)."""
     sizes = [0, 1000] if quick else [0, 1000, 10000]
@@ -585,12 +596,8 @@ def memory_scenario(targets, tmp, quick, rounds):
             if rnd % 2:
                 names = names[::-1]
             for name in names:
-                try:
-                    proc = targets.start(name, routes=routes)
-                except RuntimeError as e:
-                    if name == "ferry":
-                        raise
-                    log(f"  {name} failed: {e}")
+                proc = start_or_skip(targets, name, routes=routes)
+                if proc is None:
                     continue
                 try:
                     time.sleep(0.5)
@@ -667,12 +674,8 @@ def connections_scenario(targets, tmp, quick, rounds):
     for rnd in range(rounds):
         names = targets.available if rnd % 2 == 0 else targets.available[::-1]
         for name in names:
-            try:
-                proc = targets.start(name)
-            except RuntimeError as e:
-                if name == "ferry":
-                    raise
-                log(f"  {name} failed: {e}")
+            proc = start_or_skip(targets, name)
+            if proc is None:
                 continue
             socks = []
             try:
