@@ -10,14 +10,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
+use futures_util::future::Either;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use crate::tls::ClientStream;
 
+use super::boxed_spawn::BoxedSpawn;
 use super::counted::Counted;
 use super::h1::{self, ActiveGuard};
 use super::{Cluster, Endpoint, UpstreamIncoming, UpstreamProtocol};
@@ -81,82 +84,95 @@ impl PooledConn {
 }
 
 /// Sends `req` to `ep`. `upgrade` requests get a fresh connection that is never pooled.
-pub async fn send(
-    cluster: &Arc<Cluster>,
-    ep: &Arc<Endpoint>,
+///
+/// The path is chosen before the first await and the request moved straight into the future
+/// that sends it: an `async fn` would keep its own copy of the request (360 bytes) beside that
+/// future for as long as it runs. The same holds for the functions below, which take their
+/// request into an `async move` block and use it in place.
+pub fn send<'a>(
+    cluster: &'a Arc<Cluster>,
+    ep: &'a Arc<Endpoint>,
     req: Request<RequestBody>,
     upgrade: bool,
-) -> Result<(Response<UpstreamIncoming>, Option<PooledConn>), UpstreamError> {
+) -> impl Future<Output = Result<(Response<UpstreamIncoming>, Option<PooledConn>), UpstreamError>> + 'a
+{
     match cluster.protocol {
         UpstreamProtocol::Http1 | UpstreamProtocol::Tcp if h1::can_send(&req, upgrade) => {
-            let resp = h1::send(cluster, ep, req).await?;
-            ep.reap_idle_direct(cluster.idle_timeout);
-            Ok((resp.map(UpstreamIncoming::Direct), None))
+            Either::Left(h1::send(cluster, ep, req).map(move |result| {
+                ep.reap_idle_direct(cluster.idle_timeout);
+                result.map(|resp| (resp.map(UpstreamIncoming::Direct), None))
+            }))
         }
         UpstreamProtocol::Http1 | UpstreamProtocol::Tcp => {
-            let (resp, pooled) = send_h1(cluster, ep, req, upgrade).await?;
-            Ok((resp.map(UpstreamIncoming::Hyper), pooled))
+            Either::Right(Either::Left(send_h1(cluster, ep, req, upgrade).map(
+                |result| result.map(|(resp, pooled)| (resp.map(UpstreamIncoming::Hyper), pooled)),
+            )))
         }
         UpstreamProtocol::Http2 => {
-            let resp = send_h2(cluster, ep, req).await?;
-            Ok((resp.map(UpstreamIncoming::Hyper), None))
+            Either::Right(Either::Right(send_h2(cluster, ep, req).map(|result| {
+                result.map(|resp| (resp.map(UpstreamIncoming::Hyper), None))
+            })))
         }
     }
 }
 
-async fn send_h1(
-    cluster: &Cluster,
-    ep: &Arc<Endpoint>,
+// Not an `async fn`, on purpose: see `pool::send`.
+#[allow(clippy::manual_async_fn)]
+fn send_h1<'a>(
+    cluster: &'a Cluster,
+    ep: &'a Arc<Endpoint>,
     mut req: Request<RequestBody>,
     upgrade: bool,
-) -> Result<(Response<Incoming>, Option<PooledConn>), UpstreamError> {
-    if !upgrade {
-        while let Some(idle) = ep.pop_idle() {
-            if idle.since.elapsed() > cluster.idle_timeout || idle.sender.is_closed() {
-                continue;
-            }
-            let mut sender = idle.sender;
-            if sender.ready().await.is_err() {
-                continue;
-            }
-            match sender.try_send_request(req).await {
-                Ok(resp) => {
-                    return Ok((
-                        resp,
-                        Some(PooledConn {
-                            sender,
-                            endpoint: Arc::clone(ep),
-                        }),
-                    ));
+) -> impl Future<Output = Result<(Response<Incoming>, Option<PooledConn>), UpstreamError>> + 'a {
+    async move {
+        if !upgrade {
+            while let Some(idle) = ep.pop_idle() {
+                if idle.since.elapsed() > cluster.idle_timeout || idle.sender.is_closed() {
+                    continue;
                 }
-                Err(mut e) => match e.take_message() {
-                    // Never written: safe to send on another connection.
-                    Some(r) => req = r,
-                    None => {
-                        return Err(UpstreamError::Request {
-                            addr: ep.addr,
-                            source: e.into_error(),
-                        });
+                let mut sender = idle.sender;
+                if sender.ready().await.is_err() {
+                    continue;
+                }
+                match sender.try_send_request(req).await {
+                    Ok(resp) => {
+                        return Ok((
+                            resp,
+                            Some(PooledConn {
+                                sender,
+                                endpoint: Arc::clone(ep),
+                            }),
+                        ));
                     }
-                },
+                    Err(mut e) => match e.take_message() {
+                        // Never written: safe to send on another connection.
+                        Some(r) => req = r,
+                        None => {
+                            return Err(UpstreamError::Request {
+                                addr: ep.addr,
+                                source: e.into_error(),
+                            });
+                        }
+                    },
+                }
             }
         }
+        // Boxed: connecting (TCP, maybe TLS, the handshake) is the rare path, and its state would
+        // otherwise make every request's future larger, and so every move of it dearer.
+        let mut sender = Box::pin(open_h1(cluster, ep, upgrade)).await?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|source| UpstreamError::Request {
+                addr: ep.addr,
+                source,
+            })?;
+        let pooled = (!upgrade).then(|| PooledConn {
+            sender,
+            endpoint: Arc::clone(ep),
+        });
+        Ok((resp, pooled))
     }
-    // Boxed: connecting (TCP, maybe TLS, the handshake) is the rare path, and its state would
-    // otherwise make every request's future larger, and so every move of it dearer.
-    let mut sender = Box::pin(open_h1(cluster, ep, upgrade)).await?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|source| UpstreamError::Request {
-            addr: ep.addr,
-            source,
-        })?;
-    let pooled = (!upgrade).then(|| PooledConn {
-        sender,
-        endpoint: Arc::clone(ep),
-    });
-    Ok((resp, pooled))
 }
 
 /// An HTTP/1.1 connection for hyper's client, driven by its own task: an idle connection of
@@ -192,43 +208,47 @@ async fn open_h1(
     Ok(sender)
 }
 
-async fn send_h2(
-    cluster: &Cluster,
-    ep: &Arc<Endpoint>,
+// Not an `async fn`, on purpose: see `pool::send`.
+#[allow(clippy::manual_async_fn)]
+fn send_h2<'a>(
+    cluster: &'a Cluster,
+    ep: &'a Arc<Endpoint>,
     mut req: Request<RequestBody>,
-) -> Result<Response<Incoming>, UpstreamError> {
-    // Two rounds at most: the shared connection, then a fresh one if it turned out to be gone.
-    for _ in 0..2 {
+) -> impl Future<Output = Result<Response<Incoming>, UpstreamError>> + 'a {
+    async move {
+        // Two rounds at most: the shared connection, then a fresh one if it turned out to be gone.
+        for _ in 0..2 {
+            let mut sender = h2_sender(cluster, ep).await?;
+            if sender.ready().await.is_err() {
+                ep.h2.store(None);
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok(resp),
+                Err(mut e) => match e.take_message() {
+                    Some(r) => {
+                        ep.h2.store(None);
+                        req = r;
+                    }
+                    None => {
+                        return Err(UpstreamError::Request {
+                            addr: ep.addr,
+                            source: e.into_error(),
+                        });
+                    }
+                },
+            }
+        }
+        // Both rounds found dead connections: open one last and report what it says.
         let mut sender = h2_sender(cluster, ep).await?;
-        if sender.ready().await.is_err() {
-            ep.h2.store(None);
-            continue;
-        }
-        match sender.try_send_request(req).await {
-            Ok(resp) => return Ok(resp),
-            Err(mut e) => match e.take_message() {
-                Some(r) => {
-                    ep.h2.store(None);
-                    req = r;
-                }
-                None => {
-                    return Err(UpstreamError::Request {
-                        addr: ep.addr,
-                        source: e.into_error(),
-                    });
-                }
-            },
-        }
+        sender
+            .send_request(req)
+            .await
+            .map_err(|source| UpstreamError::Request {
+                addr: ep.addr,
+                source,
+            })
     }
-    // Both rounds found dead connections: open one last and report what it says.
-    let mut sender = h2_sender(cluster, ep).await?;
-    sender
-        .send_request(req)
-        .await
-        .map_err(|source| UpstreamError::Request {
-            addr: ep.addr,
-            source,
-        })
 }
 
 /// The endpoint's shared HTTP/2 connection, opened if there is none (one opener at a time).
@@ -255,7 +275,7 @@ async fn open_h2(
     ep: &Endpoint,
 ) -> Result<http2::SendRequest<RequestBody>, UpstreamError> {
     let io = connect(cluster, ep).await?;
-    let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+    let (sender, conn) = http2::Builder::new(BoxedSpawn)
         .timer(TokioTimer::new())
         .handshake(TokioIo::new(io))
         .await

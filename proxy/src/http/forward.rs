@@ -115,120 +115,127 @@ impl PreparedBody {
 }
 
 /// Sends the request, retrying as `policy` allows.
-pub async fn forward(
-    cluster: &Arc<Cluster>,
+///
+/// Not an `async fn`: an `async fn` keeps each by-value argument twice in its state (as passed
+/// and as the local it is moved into), which for the request's parts and body is ~500 bytes
+/// of every request's future. The `async move` block below captures them once and uses them in
+/// place.
+pub fn forward<'a>(
+    cluster: &'a Arc<Cluster>,
     first: Arc<Endpoint>,
     parts: Parts,
     mut body: PreparedBody,
-    policy: Option<&RetryPolicy>,
+    policy: Option<&'a RetryPolicy>,
     upgrade: bool,
-) -> Result<Forwarded, Failed> {
+) -> impl Future<Output = Result<Forwarded, Failed>> + 'a {
     if policy.is_some() {
         cluster.retry_budget.record_request();
     }
-    let mut tried: Vec<Arc<Endpoint>> = Vec::new();
-    let mut endpoint = first;
-    let mut retries = 0u32;
-    let mut flags = ResponseFlags::NONE;
     let mut parts = Some(parts);
-    loop {
-        // Without a policy the request is built once, by moving its parts.
-        let request = match (policy, parts.take()) {
-            (None, Some(p)) => {
-                Request::from_parts(p, body.next().unwrap_or_else(RequestBody::empty))
-            }
-            (_, Some(p)) => {
-                let r = clone_request(&p, body.next().unwrap_or_else(RequestBody::empty));
-                parts = Some(p);
-                r
-            }
-            (_, None) => unreachable!("parts are kept whenever a retry is possible"),
-        };
-        let active = ActiveRequest::new(Arc::clone(&endpoint));
-        let sent_at = Instant::now();
-        let send = cluster::send(cluster, &endpoint, request, upgrade);
-        let result = match policy.and_then(|p| p.per_try_timeout) {
-            Some(t) => tokio::time::timeout(t, send)
-                .await
-                .unwrap_or(Err(UpstreamError::Timeout(t))),
-            None => send.await,
-        };
-        let upstream_time = sent_at.elapsed();
-
-        // Read the response far enough to classify it.
-        let (response, outcome) = match result {
-            Ok((resp, pooled)) => {
-                let (head, body, grpc) = read_grpc_status(resp, policy).await;
-                let outcome = Outcome::Response {
-                    status: head.status.as_u16(),
-                    grpc,
-                };
-                (Ok((head, body, pooled)), outcome)
-            }
-            Err(e) => {
-                let outcome = classify(&e);
-                (Err(e), outcome)
-            }
-        };
-        // Every try is charged to the cluster, as Envoy's upstream_rq_xx does: the upstream's
-        // status, or 504 / 503 when the try ended without a response.
-        match outcome {
-            Outcome::Response { status, .. } => {
-                cluster.metrics.record(status);
-                cluster
-                    .metrics
-                    .duration
-                    .observe(upstream_time.as_secs_f64());
-            }
-            Outcome::PerTryTimeout => {
-                cluster.metrics.per_try_timeouts.inc();
-                cluster.metrics.record(504);
-            }
-            _ => cluster.metrics.record(503),
-        }
-        cluster.report(&endpoint, failed(outcome));
-
-        let wants_retry = policy.is_some_and(|p| p.retries(outcome));
-        let can_replay = body.replay.is_some();
-        if let (true, true, Some(p)) = (wants_retry, can_replay, policy) {
-            if retries >= p.max_retries {
-                tracing::debug!(cluster = %cluster.name, endpoint = %endpoint.addr, ?outcome, retries, "not retrying: retry limit reached");
-                flags.insert(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
-            } else if cluster.retry_budget.try_retry() {
-                retries += 1;
-                cluster.metrics.retries.inc();
-                tracing::debug!(cluster = %cluster.name, endpoint = %endpoint.addr, ?outcome, retries, "retrying");
-                tried.push(Arc::clone(&endpoint));
-                drop(response);
-                drop(active);
-                tokio::time::sleep(p.backoff(retries)).await;
-                endpoint = cluster.pick_excluding(&tried).unwrap_or(endpoint);
-                continue;
-            } else {
-                tracing::debug!(cluster = %cluster.name, endpoint = %endpoint.addr, ?outcome, "not retrying: retry budget spent");
-                cluster.metrics.retry_overflow.inc();
-            }
-        }
-        return match response {
-            Ok((head, body, pooled)) => {
-                if retries > 0 && !failed(outcome) {
-                    cluster.metrics.retry_success.inc();
+    async move {
+        let mut tried: Vec<Arc<Endpoint>> = Vec::new();
+        let mut endpoint = first;
+        let mut retries = 0u32;
+        let mut flags = ResponseFlags::NONE;
+        loop {
+            // Without a policy the request is built once, by moving its parts.
+            let request = match (policy, parts.take()) {
+                (None, Some(p)) => {
+                    Request::from_parts(p, body.next().unwrap_or_else(RequestBody::empty))
                 }
-                Ok(Forwarded {
-                    head,
-                    body,
-                    pooled,
-                    active,
-                    upstream_time,
-                    flags,
-                })
+                (_, Some(p)) => {
+                    let r = clone_request(&p, body.next().unwrap_or_else(RequestBody::empty));
+                    parts = Some(p);
+                    r
+                }
+                (_, None) => unreachable!("parts are kept whenever a retry is possible"),
+            };
+            let active = ActiveRequest::new(Arc::clone(&endpoint));
+            let sent_at = Instant::now();
+            let send = cluster::send(cluster, &endpoint, request, upgrade);
+            let result = match policy.and_then(|p| p.per_try_timeout) {
+                Some(t) => tokio::time::timeout(t, send)
+                    .await
+                    .unwrap_or(Err(UpstreamError::Timeout(t))),
+                None => send.await,
+            };
+            let upstream_time = sent_at.elapsed();
+
+            // Read the response far enough to classify it.
+            let (response, outcome) = match result {
+                Ok((resp, pooled)) => {
+                    let (head, body, grpc) = read_grpc_status(resp, policy).await;
+                    let outcome = Outcome::Response {
+                        status: head.status.as_u16(),
+                        grpc,
+                    };
+                    (Ok((head, body, pooled)), outcome)
+                }
+                Err(e) => {
+                    let outcome = classify(&e);
+                    (Err(e), outcome)
+                }
+            };
+            // Every try is charged to the cluster, as Envoy's upstream_rq_xx does: the upstream's
+            // status, or 504 / 503 when the try ended without a response.
+            match outcome {
+                Outcome::Response { status, .. } => {
+                    cluster.metrics.record(status);
+                    cluster
+                        .metrics
+                        .duration
+                        .observe(upstream_time.as_secs_f64());
+                }
+                Outcome::PerTryTimeout => {
+                    cluster.metrics.per_try_timeouts.inc();
+                    cluster.metrics.record(504);
+                }
+                _ => cluster.metrics.record(503),
             }
-            Err(error) => Err(Failed {
-                error,
-                active,
-                flags,
-            }),
-        };
+            cluster.report(&endpoint, failed(outcome));
+
+            let wants_retry = policy.is_some_and(|p| p.retries(outcome));
+            let can_replay = body.replay.is_some();
+            if let (true, true, Some(p)) = (wants_retry, can_replay, policy) {
+                if retries >= p.max_retries {
+                    tracing::debug!(cluster = %cluster.name, endpoint = %endpoint.addr, ?outcome, retries, "not retrying: retry limit reached");
+                    flags.insert(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
+                } else if cluster.retry_budget.try_retry() {
+                    retries += 1;
+                    cluster.metrics.retries.inc();
+                    tracing::debug!(cluster = %cluster.name, endpoint = %endpoint.addr, ?outcome, retries, "retrying");
+                    tried.push(Arc::clone(&endpoint));
+                    drop(response);
+                    drop(active);
+                    tokio::time::sleep(p.backoff(retries)).await;
+                    endpoint = cluster.pick_excluding(&tried).unwrap_or(endpoint);
+                    continue;
+                } else {
+                    tracing::debug!(cluster = %cluster.name, endpoint = %endpoint.addr, ?outcome, "not retrying: retry budget spent");
+                    cluster.metrics.retry_overflow.inc();
+                }
+            }
+            return match response {
+                Ok((head, body, pooled)) => {
+                    if retries > 0 && !failed(outcome) {
+                        cluster.metrics.retry_success.inc();
+                    }
+                    Ok(Forwarded {
+                        head,
+                        body,
+                        pooled,
+                        active,
+                        upstream_time,
+                        flags,
+                    })
+                }
+                Err(error) => Err(Failed {
+                    error,
+                    active,
+                    flags,
+                }),
+            };
+        }
     }
 }
 

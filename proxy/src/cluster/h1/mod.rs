@@ -38,15 +38,26 @@ pub fn can_send(req: &Request<RequestBody>, upgrade: bool) -> bool {
 /// keep-alive races never reach the client: always when it could not be written, and when the
 /// upstream closed the connection with nothing sent back only if it is idempotent (RFC 9112
 /// §9.3.1: the upstream may have acted on it).
-pub async fn send(
+///
+/// Not an `async fn`: an `async fn` keeps each by-value argument twice in its state (as passed
+/// and as the local it is moved into). The request here is captured once and only borrowed.
+#[allow(clippy::manual_async_fn)]
+pub fn send(
     cluster: &Arc<Cluster>,
     ep: &Arc<Endpoint>,
     req: Request<RequestBody>,
+) -> impl Future<Output = Result<Response<DirectBody>, UpstreamError>> {
+    async move { send_direct(cluster, ep, &req).await }
+}
+
+async fn send_direct(
+    cluster: &Arc<Cluster>,
+    ep: &Arc<Endpoint>,
+    req: &Request<RequestBody>,
 ) -> Result<Response<DirectBody>, UpstreamError> {
-    let (parts, _) = req.into_parts();
-    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let method = &parts.method;
-    let headers = &parts.headers;
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let method = req.method();
+    let headers = req.headers();
     let exchange = |mut conn: Box<RawConn>| async move {
         let result = async {
             conn.write_head(method, target, headers).await?;
