@@ -126,24 +126,30 @@ pub fn serve_connection(
                 None => return,
             },
         };
-        let info = ConnInfo {
+        let port = original_dst.map_or(ctx.local_addr.port(), |d| d.port());
+        let scheme = if matches!(io, ServerStream::Tls(_)) {
+            "https"
+        } else {
+            "http"
+        };
+        // Built in the call itself: a `ConnInfo` held in a local here would keep a place of its
+        // own (176 bytes) in every connection's task beside the copy the callee owns.
+        let info = || ConnInfo {
             activity: Arc::new(ConnActivity::default()),
             framing: Arc::new(FramingVerdict::default()),
             remote,
             client_ip: super::headers::client_ip_value(remote.ip()),
             local,
-            port: original_dst.map_or(ctx.local_addr.port(), |d| d.port()),
+            port,
             original_dst,
-            scheme: if matches!(io, ServerStream::Tls(_)) {
-                "https"
-            } else {
-                "http"
-            },
+            scheme,
         };
-        if is_tcp(&table, &info) {
-            crate::tcp::proxy(table, io, info).await;
+        if is_tcp(&table, original_dst, port) {
+            // Boxed: the TCP proxy's future (2.9 KB) would otherwise set the size of every
+            // connection's task, HTTP ones included; a TCP connection pays one allocation.
+            Box::pin(crate::tcp::proxy(table, io, info())).await;
         } else {
-            serve_http(ctx, &table, io, info, drain).await;
+            serve_http(ctx, &table, io, info(), drain).await;
         }
     });
 }
@@ -151,17 +157,17 @@ pub fn serve_connection(
 /// Whether a connection is TCP-proxied: every one on a TCP listener; on a transparent HTTP
 /// listener, one whose original destination port a TCP route names, or that no virtual host
 /// names (see `Transparent::http_ports`).
-fn is_tcp(table: &ListenerTable, info: &ConnInfo) -> bool {
+fn is_tcp(table: &ListenerTable, original_dst: Option<SocketAddr>, port: u16) -> bool {
     if !table.http {
         return true;
     }
-    if info.original_dst.is_none() {
+    if original_dst.is_none() {
         return false;
     }
     if table
         .tcp
         .as_ref()
-        .is_some_and(|routes| routes.find(info.port).is_some())
+        .is_some_and(|routes| routes.find(port).is_some())
     {
         return true;
     }
@@ -169,7 +175,7 @@ fn is_tcp(table: &ListenerTable, info: &ConnInfo) -> bool {
         .transparent
         .as_ref()
         .and_then(|t| t.http_ports.as_deref())
-        .is_some_and(|ports| !ports.contains(&info.port))
+        .is_some_and(|ports| !ports.contains(&port))
 }
 
 /// The destination the client dialled before iptables redirected the connection here, or `None`
@@ -189,46 +195,52 @@ fn original_destination(stream: &TcpStream, local: SocketAddr) -> Option<SocketA
 /// Serves an HTTP connection: Ferry's own HTTP/1.1 server first (see `h1_server`), hyper's
 /// for HTTP/2 and for the rest of a connection once a request needs it. The listener's idle
 /// timeout covers both.
-async fn serve_http(
+///
+/// Not an `async fn`: an `async fn` keeps each by-value argument twice in its state (as passed
+/// and as the local it is moved into), and this future is part of every connection's task.
+#[allow(clippy::manual_async_fn)]
+fn serve_http(
     ctx: Arc<ListenerCtx>,
     table: &ListenerTable,
     io: ServerStream,
     info: ConnInfo,
     mut drain: watch::Receiver<bool>,
-) {
-    let activity = Arc::clone(&info.activity);
-    let name = ctx.name.clone();
-    let remote = info.remote;
-    let h2_negotiated = io.alpn() == Some(b"h2");
-    let mut io = Tracked::new(io, Arc::clone(&activity));
-    let served = async {
-        if h2_negotiated {
-            // Boxed, here and below: hyper's server future (2.8 KB) would otherwise set the size
-            // of every connection's task, most of which never reach it.
-            return Box::pin(serve_hyper(ctx, table, io, info, drain)).await;
-        }
-        match h1_server::serve(&mut io, &ctx, table, &info, &mut drain).await {
-            Ended::Closed => {}
-            Ended::ToHyper(read) => {
-                // hyper's own framing watch follows the connection from the request it takes.
-                let info = ConnInfo {
-                    framing: Arc::new(FramingVerdict::default()),
-                    ..info
-                };
-                Box::pin(serve_hyper(ctx, table, Rewind::new(read, io), info, drain)).await;
+) -> impl Future<Output = ()> {
+    async move {
+        let activity = Arc::clone(&info.activity);
+        let name = ctx.name.clone();
+        let remote = info.remote;
+        let h2_negotiated = io.alpn() == Some(b"h2");
+        let mut io = Tracked::new(io, Arc::clone(&activity));
+        let served = async {
+            if h2_negotiated {
+                // Boxed, here and below: hyper's server future (2.8 KB) would otherwise set the
+                // size of every connection's task, most of which never reach it.
+                return Box::pin(serve_hyper(ctx, table, io, info, drain)).await;
             }
-        }
-    };
-    match table.limits.idle_timeout {
-        None => served.await,
-        Some(t) => tokio::select! {
-            () = served => {}
-            // Dropping the connection closes it; nothing is in flight by construction.
-            _ = activity.idle_for(t) => {
-                tracing::debug!(listener = %name, %remote, "closing an idle connection");
-                table.metrics.idle_timeout.inc();
+            match h1_server::serve(&mut io, &ctx, table, &info, &mut drain).await {
+                Ended::Closed => {}
+                Ended::ToHyper(read) => {
+                    // hyper's own framing watch follows the connection from the request it takes.
+                    let info = ConnInfo {
+                        framing: Arc::new(FramingVerdict::default()),
+                        ..info
+                    };
+                    Box::pin(serve_hyper(ctx, table, Rewind::new(read, io), info, drain)).await;
+                }
             }
-        },
+        };
+        match table.limits.idle_timeout {
+            None => served.await,
+            Some(t) => tokio::select! {
+                () = served => {}
+                // Dropping the connection closes it; nothing is in flight by construction.
+                _ = activity.idle_for(t) => {
+                    tracing::debug!(listener = %name, %remote, "closing an idle connection");
+                    table.metrics.idle_timeout.inc();
+                }
+            },
+        }
     }
 }
 

@@ -87,7 +87,8 @@ pub fn handle<'a>(
         strip_hop_by_hop(&mut parts.headers, upgrade);
         add_forwarding(&mut parts.headers, &conn.client_ip, conn.scheme);
         ensure_request_id(&mut parts.headers);
-        // Tracing: starts the span and updates the forwarded traceparent (nothing when not configured).
+        // Tracing: starts the span and updates the forwarded traceparent (nothing when not
+        // configured).
         let span = ctx.tracer.as_ref().and_then(|tracer| {
             let start = SpanStart {
                 direction: table.direction,
