@@ -99,8 +99,10 @@ pub fn send<'a>(
     match cluster.protocol {
         UpstreamProtocol::Http1 | UpstreamProtocol::Tcp if h1::can_send(&req, upgrade) => {
             Either::Left(h1::send(cluster, ep, req).map(move |result| {
-                ep.reap_idle_direct(cluster.idle_timeout);
-                result.map(|resp| (resp.map(UpstreamIncoming::Direct), None))
+                result.map(|resp| {
+                    ep.reap_idle_direct(cluster.idle_timeout);
+                    (resp.map(UpstreamIncoming::Direct), None)
+                })
             }))
         }
         UpstreamProtocol::Http1 | UpstreamProtocol::Tcp => {
