@@ -203,6 +203,41 @@ async fn each_retry_event_triggers_exactly_the_retries_it_should() {
     }
 }
 
+/// A bodiless request is lent to each try rather than copied (issue #7): the last of three tries
+/// still reaches the upstream with the client's method, path, query and headers, and the
+/// request id the proxy gave it.
+#[tokio::test]
+async fn every_try_of_a_retried_request_carries_the_whole_request() {
+    let up = Upstream::start("a", UpstreamProtocol::Http1).await;
+    let proxy = ProxyProcess::start(&table_yaml(
+        &route_with(APP_MESH_DEFAULT_RETRY),
+        &[("a", &[up.addr], "HTTP1")],
+    ))
+    .await
+    .unwrap();
+    let url = proxy.url("web").await;
+    let c = Client::http1();
+    for method in [http::Method::GET, http::Method::DELETE] {
+        let before = up.hits();
+        let r = c
+            .send(
+                method.clone(),
+                &format!("{url}/status/503?q=1&r=two"),
+                &[("x-test", "kept"), ("x-request-id", "id-1234")],
+                bytes::Bytes::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 503, "{method}");
+        assert_eq!(up.hits() - before, 3, "{method}: 1 try + 2 retries");
+        let seen = r.json();
+        assert_eq!(seen["method"], method.as_str());
+        assert_eq!(seen["uri"], "/status/503?q=1&r=two");
+        assert_eq!(r.seen_header("x-test").as_deref(), Some("kept"));
+        assert_eq!(r.seen_header("x-request-id").as_deref(), Some("id-1234"));
+    }
+}
+
 #[tokio::test]
 async fn connection_errors_are_retried_on_another_endpoint() {
     let live = Upstream::start("live", UpstreamProtocol::Http1).await;

@@ -21,7 +21,7 @@ use ferry_api::v1;
 
 pub use endpoint::{ActiveRequest, Endpoint};
 pub use incoming::UpstreamIncoming;
-pub use pool::{PooledConn, UpstreamError, connect_stream, send};
+pub use pool::{PooledConn, UpstreamError, can_borrow, connect_stream, send, send_borrowed};
 
 use crate::metrics::ClusterMetrics;
 use crate::resilience::health::HealthPolicy;

@@ -98,12 +98,9 @@ pub fn send<'a>(
 {
     match cluster.protocol {
         UpstreamProtocol::Http1 | UpstreamProtocol::Tcp if h1::can_send(&req, upgrade) => {
-            Either::Left(h1::send(cluster, ep, req).map(move |result| {
-                result.map(|resp| {
-                    ep.reap_idle_direct(cluster.idle_timeout);
-                    (resp.map(UpstreamIncoming::Direct), None)
-                })
-            }))
+            Either::Left(
+                h1::send(cluster, ep, req).map(move |result| direct_sent(cluster, ep, result)),
+            )
         }
         UpstreamProtocol::Http1 | UpstreamProtocol::Tcp => {
             Either::Right(Either::Left(send_h1(cluster, ep, req, upgrade).map(
@@ -116,6 +113,39 @@ pub fn send<'a>(
             })))
         }
     }
+}
+
+/// Whether [`send_borrowed`] can carry `req`: a bodiless HTTP/1.1 request, which Ferry's direct
+/// client writes from a borrowed request.
+pub fn can_borrow(cluster: &Cluster, req: &Request<RequestBody>, upgrade: bool) -> bool {
+    matches!(
+        cluster.protocol,
+        UpstreamProtocol::Http1 | UpstreamProtocol::Tcp
+    ) && h1::can_send(req, upgrade)
+}
+
+/// [`send`] for a request that [`can_borrow`] allows, which stays the caller's: a retry sends
+/// the same request again instead of a copy made before every try.
+pub fn send_borrowed<'a>(
+    cluster: &'a Arc<Cluster>,
+    ep: &'a Arc<Endpoint>,
+    req: &'a Request<RequestBody>,
+) -> impl Future<Output = Result<(Response<UpstreamIncoming>, Option<PooledConn>), UpstreamError>> + 'a
+{
+    h1::send_direct(cluster, ep, req).map(move |result| direct_sent(cluster, ep, result))
+}
+
+/// The direct client's result in [`send`]'s terms. Idle direct connections are reaped after a
+/// successful exchange only.
+fn direct_sent(
+    cluster: &Cluster,
+    ep: &Arc<Endpoint>,
+    result: Result<Response<h1::DirectBody>, UpstreamError>,
+) -> Result<(Response<UpstreamIncoming>, Option<PooledConn>), UpstreamError> {
+    result.map(|resp| {
+        ep.reap_idle_direct(cluster.idle_timeout);
+        (resp.map(UpstreamIncoming::Direct), None)
+    })
 }
 
 // Not an `async fn`, on purpose: see `pool::send`.

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use futures_util::future::Either;
 use http::request::Parts;
 use http::{HeaderMap, Request, Response};
 use http_body::Body;
@@ -133,26 +134,48 @@ pub fn forward<'a>(
     }
     let mut parts = Some(parts);
     async move {
+        // A request that may be retried and that the direct HTTP/1.1 client can carry (no body)
+        // is kept whole and lent to every try. Any other retryable request is copied before
+        // each try, since the try consumes it: for a bodiless request that copy (its header map
+        // above all) was ~8% of the instructions of a request, on the default retry policy
+        // every App Mesh route has.
+        let mut whole = None;
+        if let Some(p) = parts.take_if(|_| policy.is_some()) {
+            let req = Request::from_parts(p, body.next().unwrap_or_else(RequestBody::empty));
+            if cluster::can_borrow(cluster, &req, upgrade) {
+                whole = Some(req);
+            } else {
+                let (p, first_body) = req.into_parts();
+                body.first = Some(first_body);
+                parts = Some(p);
+            }
+        }
         let mut tried: Vec<Arc<Endpoint>> = Vec::new();
         let mut endpoint = first;
         let mut retries = 0u32;
         let mut flags = ResponseFlags::NONE;
         loop {
-            // Without a policy the request is built once, by moving its parts.
-            let request = match (policy, parts.take()) {
-                (None, Some(p)) => {
-                    Request::from_parts(p, body.next().unwrap_or_else(RequestBody::empty))
-                }
-                (_, Some(p)) => {
-                    let r = clone_request(&p, body.next().unwrap_or_else(RequestBody::empty));
-                    parts = Some(p);
-                    r
-                }
-                (_, None) => unreachable!("parts are kept whenever a retry is possible"),
-            };
             let active = ActiveRequest::new(Arc::clone(&endpoint));
             let sent_at = Instant::now();
-            let send = cluster::send(cluster, &endpoint, request, upgrade);
+            let send = match &whole {
+                Some(req) => Either::Left(cluster::send_borrowed(cluster, &endpoint, req)),
+                None => {
+                    // Without a policy the request is built once, by moving its parts.
+                    let request = match (policy, parts.take()) {
+                        (None, Some(p)) => {
+                            Request::from_parts(p, body.next().unwrap_or_else(RequestBody::empty))
+                        }
+                        (_, Some(p)) => {
+                            let r =
+                                clone_request(&p, body.next().unwrap_or_else(RequestBody::empty));
+                            parts = Some(p);
+                            r
+                        }
+                        (_, None) => unreachable!("parts are kept whenever a retry is possible"),
+                    };
+                    Either::Right(cluster::send(cluster, &endpoint, request, upgrade))
+                }
+            };
             let result = match policy.and_then(|p| p.per_try_timeout) {
                 Some(t) => tokio::time::timeout(t, send)
                     .await

@@ -50,7 +50,8 @@ pub fn send(
     async move { send_direct(cluster, ep, &req).await }
 }
 
-async fn send_direct(
+/// [`send`] for a borrowed request.
+pub async fn send_direct(
     cluster: &Arc<Cluster>,
     ep: &Arc<Endpoint>,
     req: &Request<RequestBody>,
