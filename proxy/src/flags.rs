@@ -68,22 +68,32 @@ impl std::ops::BitOr for ResponseFlags {
     }
 }
 
-impl fmt::Display for ResponseFlags {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl ResponseFlags {
+    /// Appends Envoy's codes, comma-separated ("UF,URX"), or "-" for none: what `Display`
+    /// writes, without `core::fmt` on the access log's path.
+    pub fn push_codes(self, out: &mut String) {
         if self.is_empty() {
-            return f.write_str("-");
+            out.push('-');
+            return;
         }
         let mut first = true;
         for (flag, code) in Self::CODES {
             if self.contains(flag) {
                 if !first {
-                    f.write_str(",")?;
+                    out.push(',');
                 }
-                f.write_str(code)?;
+                out.push_str(code);
                 first = false;
             }
         }
-        Ok(())
+    }
+}
+
+impl fmt::Display for ResponseFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut codes = String::new();
+        self.push_codes(&mut codes);
+        f.write_str(&codes)
     }
 }
 

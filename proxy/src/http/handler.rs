@@ -20,6 +20,7 @@ use crate::cluster::{UpstreamError, UpstreamProtocol};
 use crate::flags::ResponseFlags;
 use crate::resilience::limits::Overflow;
 use crate::route::{RequestView, normalize_path};
+use crate::table::AccessLogger;
 use crate::tracing_export::SpanStart;
 
 /// Serves one request. `timer`: the connection's timer for route request timeouts, when its
@@ -104,12 +105,7 @@ pub fn handle<'a>(
         });
 
         let log = table.access_log.as_ref().map(|logger| {
-            let mut captured = HeaderMap::new();
-            for name in logger.request_headers() {
-                for v in parts.headers.get_all(name) {
-                    captured.append(name.clone(), v.clone());
-                }
-            }
+            let captured = AccessLogger::capture(&parts.headers, logger.request_headers());
             Box::new(LogContext {
                 start_time: SystemTime::now(),
                 method: parts.method.clone(),
@@ -458,9 +454,12 @@ pub fn handle<'a>(
         if let Some(span) = completion.span.as_mut() {
             span.grpc_status(&head.headers);
         }
-        if let Some(log) = completion.log.as_mut() {
+        if let (Some(log), Some(logger)) = (completion.log.as_mut(), table.access_log.as_ref()) {
             log.upstream_service_time = Some(upstream_time);
-            log.response_headers = Some(head.headers.clone());
+            log.response_headers = Some(AccessLogger::capture(
+                &head.headers,
+                logger.response_headers(),
+            ));
         }
         let idle = route.action.stream_idle;
         Response::from_parts(head, ResponseBody::upstream(body, completion, idle))
