@@ -232,7 +232,7 @@ fn log(
     let Some(logger) = table.access_log.as_ref() else {
         return;
     };
-    let empty = http::HeaderMap::new();
+    let empty = crate::access_log::CapturedHeaders::default();
     let record = LogRecord {
         start_time: started_at,
         method: None,

@@ -915,7 +915,9 @@ mod tests {
     use std::net::{Ipv4Addr, SocketAddr};
     use std::time::{Duration, UNIX_EPOCH};
 
-    use http::{HeaderMap, HeaderValue, Method};
+    use http::{HeaderValue, Method};
+
+    use crate::access_log::CapturedHeaders;
 
     use super::*;
     use crate::flags::ResponseFlags;
@@ -923,8 +925,8 @@ mod tests {
     /// Owns what a [`LogRecord`] borrows.
     struct Fixture {
         method: Method,
-        request_headers: HeaderMap,
-        response_headers: HeaderMap,
+        request_headers: CapturedHeaders,
+        response_headers: CapturedHeaders,
     }
 
     /// 2026-11-21T23:59:01.123456789Z
@@ -932,15 +934,24 @@ mod tests {
 
     impl Fixture {
         fn new() -> Fixture {
-            let mut request_headers = HeaderMap::new();
-            request_headers.insert("x-forwarded-for", HeaderValue::from_static("10.1.2.3"));
-            request_headers.insert("user-agent", HeaderValue::from_static("curl/8.5.0"));
+            let mut request_headers = CapturedHeaders::default();
             request_headers.insert(
-                "x-request-id",
+                HeaderName::from_static("x-forwarded-for"),
+                HeaderValue::from_static("10.1.2.3"),
+            );
+            request_headers.insert(
+                HeaderName::from_static("user-agent"),
+                HeaderValue::from_static("curl/8.5.0"),
+            );
+            request_headers.insert(
+                HeaderName::from_static("x-request-id"),
                 HeaderValue::from_static("7b6c2f0e-5d1e-4c1b-9d0e"),
             );
-            let mut response_headers = HeaderMap::new();
-            response_headers.insert("content-type", HeaderValue::from_static("text/plain"));
+            let mut response_headers = CapturedHeaders::default();
+            response_headers.insert(
+                HeaderName::from_static("content-type"),
+                HeaderValue::from_static("text/plain"),
+            );
             Fixture {
                 method: Method::GET,
                 request_headers,
@@ -1010,7 +1021,7 @@ mod tests {
     #[test]
     fn default_format_with_nothing_known() {
         let fx = Fixture::new();
-        let empty = HeaderMap::new();
+        let empty = CapturedHeaders::default();
         let rec = LogRecord {
             method: None,
             path: "",
@@ -1099,16 +1110,20 @@ mod tests {
     #[test]
     fn non_utf8_header_values_are_written_lossily() {
         let mut fx = Fixture::new();
-        fx.request_headers
-            .insert("x-raw", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        fx.request_headers.insert(
+            HeaderName::from_static("x-raw"),
+            HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+        );
         assert_eq!(text("%REQ(X-RAW)%", &fx.record()), "caf\u{fffd}");
     }
 
     #[test]
     fn length_truncation() {
         let mut fx = Fixture::new();
-        fx.request_headers
-            .insert("x-name", HeaderValue::from_str("héllo").unwrap());
+        fx.request_headers.insert(
+            HeaderName::from_static("x-name"),
+            HeaderValue::from_str("héllo").unwrap(),
+        );
         let rec = fx.record();
         assert_eq!(text("%REQ(USER-AGENT):4%", &rec), "curl");
         assert_eq!(text("%REQ(USER-AGENT):100%", &rec), "curl/8.5.0");
@@ -1134,7 +1149,7 @@ mod tests {
         assert_eq!(text("%RESP(X-MISSING?CONTENT-TYPE)%", &rec), "text/plain");
 
         fx.request_headers.insert(
-            "x-envoy-original-path",
+            HeaderName::from_static("x-envoy-original-path"),
             HeaderValue::from_static("/spoofed"),
         );
         assert_eq!(
@@ -1254,7 +1269,7 @@ mod tests {
     fn json_mode() {
         let mut fx = Fixture::new();
         fx.request_headers.insert(
-            "user-agent",
+            HeaderName::from_static("user-agent"),
             HeaderValue::from_str("evil \"agent\" \\ \t ünïcode").unwrap(),
         );
         let fields: Vec<(String, String)> = [

@@ -4,5 +4,5 @@ mod record;
 mod writer;
 
 pub use format::{ENVOY_DEFAULT_FORMAT, Format, FormatError};
-pub use record::LogRecord;
+pub use record::{CapturedHeaders, LogRecord};
 pub use writer::{AccessLogSink, SinkRegistry};

@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use tokio::time::Sleep;
 
 use super::conn::InFlight;
-use crate::access_log::LogRecord;
+use crate::access_log::{CapturedHeaders, LogRecord};
 use crate::cluster::{ActiveRequest, Cluster, PooledConn, UpstreamIncoming};
 use crate::flags::ResponseFlags;
 use crate::resilience::limits::Permits;
@@ -191,8 +191,8 @@ pub struct LogContext {
     pub protocol: &'static str,
     pub authority: String,
     pub scheme: &'static str,
-    pub request_headers: HeaderMap,
-    pub response_headers: Option<HeaderMap>,
+    pub request_headers: CapturedHeaders,
+    pub response_headers: Option<CapturedHeaders>,
     pub bytes_received: Arc<AtomicU64>,
     pub upstream_service_time: Option<Duration>,
     pub remote: SocketAddr,

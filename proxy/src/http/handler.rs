@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 
 use super::body::{ClientBody, Completion, LogContext, RequestBody, ResponseBody, UpstreamBody};
 use super::conn::{ConnInfo, ListenerCtx};
@@ -16,11 +16,11 @@ use super::conn_timer::ConnTimer;
 use super::forward::{Failed, Forwarded, PreparedBody, forward};
 use super::headers::{add_forwarding, ensure_request_id, strip_hop_by_hop, wants_upgrade};
 use super::upgrade;
+use crate::access_log::CapturedHeaders;
 use crate::cluster::{UpstreamError, UpstreamProtocol};
 use crate::flags::ResponseFlags;
 use crate::resilience::limits::Overflow;
 use crate::route::{RequestView, normalize_path};
-use crate::table::AccessLogger;
 use crate::tracing_export::SpanStart;
 
 /// Serves one request. `timer`: the connection's timer for route request timeouts, when its
@@ -105,7 +105,7 @@ pub fn handle<'a>(
         });
 
         let log = table.access_log.as_ref().map(|logger| {
-            let captured = AccessLogger::capture(&parts.headers, logger.request_headers());
+            let captured = CapturedHeaders::capture(&parts.headers, logger.request_headers());
             Box::new(LogContext {
                 start_time: SystemTime::now(),
                 method: parts.method.clone(),
@@ -456,7 +456,7 @@ pub fn handle<'a>(
         }
         if let (Some(log), Some(logger)) = (completion.log.as_mut(), table.access_log.as_ref()) {
             log.upstream_service_time = Some(upstream_time);
-            log.response_headers = Some(AccessLogger::capture(
+            log.response_headers = Some(CapturedHeaders::capture(
                 &head.headers,
                 logger.response_headers(),
             ));
@@ -500,7 +500,7 @@ fn local_reply(
     completion.flags.insert(flag);
     completion.status = Some(status.as_u16());
     if let Some(log) = completion.log.as_mut() {
-        log.response_headers = Some(HeaderMap::new());
+        log.response_headers = Some(CapturedHeaders::default());
     }
     let mut resp = Response::new(ResponseBody::local(body.into(), Some(completion)));
     *resp.status_mut() = status;

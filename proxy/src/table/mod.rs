@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_api::v1;
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
 
 pub use compile::{CompileError, compile, compile_with};
 
@@ -196,21 +196,6 @@ impl AccessLogger {
     /// The response headers the format asks for, captured when the response head is sent on.
     pub fn response_headers(&self) -> &[HeaderName] {
         self.format.response_headers()
-    }
-
-    /// The first value of each of `names` in `headers` (a log line reads no other): what the
-    /// line can read once the message itself has been sent on. Sized once, for no regrowth.
-    pub fn capture(headers: &HeaderMap, names: &[HeaderName]) -> HeaderMap {
-        if names.is_empty() {
-            return HeaderMap::new();
-        }
-        let mut captured = HeaderMap::with_capacity(names.len());
-        for name in names {
-            if let Some(v) = headers.get(name) {
-                captured.insert(name.clone(), v.clone());
-            }
-        }
-        captured
     }
 }
 
