@@ -318,8 +318,12 @@ class Proc:
 class Targets:
     """Knows how to start each target; `available` lists those whose binary exists."""
 
-    def __init__(self, tmp, ferry_bin, tables_bin, envoy_bin, baseline_bin=None):
+    def __init__(self, tmp, ferry_bin, tables_bin, envoy_bin, baseline_bin=None,
+                 appmesh_defaults=False):
         self.tmp = Path(tmp)
+        # Ferry's tables (both builds) as `ferry-agent` compiles App Mesh routes: the default
+        # retry policy and an access log (Envoy's default line, to a file in the run's directory).
+        self.appmesh_defaults = appmesh_defaults
         self.bins = {"ferry": ferry_bin, "ferry-base": baseline_bin}
         self.tables_bin = tables_bin
         self.envoy_bin = envoy_bin
@@ -346,6 +350,8 @@ class Targets:
                     "--grpc", f"{HOST}:{b + 4}", "--grpc-upstream", f"{HOST}:{GRPC_UPSTREAM_PORT}"]
             if version:
                 argv += ["--version", version]
+            if self.appmesh_defaults:
+                argv += ["--appmesh-defaults", str(self.tmp / f"{name}-access.log")]
             path = self.tmp / f"{name}-{routes}-{version or 'v'}.yaml"
             path.write_bytes(subprocess.run(argv, check=True, capture_output=True).stdout)
             self.tables[key] = path
@@ -845,6 +851,12 @@ def markdown(report):
              "above 1 is more for req/s and Gbit/s, and more (worse) for latency, CPU and memory.", ""]
     if report.get("ferry_build"):
         lines += [f"Ferry: {report['ferry_build']}.", ""]
+    if report.get("ferry_appmesh_defaults"):
+        lines += ["Ferry's tables (every Ferry build in the run) carry what `ferry-agent` gives "
+                  "App Mesh routes: the default retry policy (2 retries on gateway errors, "
+                  "refused streams and connection errors) and an access log in Envoy's default "
+                  "format, written to a file. The peers' configurations are unchanged (no retry "
+                  "policy, no access log).", ""]
     if report["missing"]:
         lines += ["Not run: " + "; ".join(f"{k} ({v})" for k, v in report["missing"].items()), ""]
     for sc in report["scenarios"]:
@@ -1022,6 +1034,9 @@ def main():
     ap.add_argument("--ferry-baseline", help="another ferry-proxy binary to run as `ferry-base` "
                     "(before/after comparisons in one interleaved run)")
     ap.add_argument("--ferry-build", help="how --ferry was built (named in the report)")
+    ap.add_argument("--ferry-appmesh-defaults", action="store_true",
+                    help="give Ferry's routes App Mesh's default retry policy and its listeners an "
+                    "access log to a file, as ferry-agent compiles them (the peers are unchanged)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--only", help="comma-separated scenario ids (and memory, connections, swap)")
     ap.add_argument("--targets", help="comma-separated targets to run (default: all available)")
@@ -1038,7 +1053,8 @@ def main():
 
     tmp = tempfile.mkdtemp(prefix="ferry-load-")
     load_before = os.getloadavg()
-    targets = Targets(tmp, args.ferry, args.tables, args.envoy, args.ferry_baseline)
+    targets = Targets(tmp, args.ferry, args.tables, args.envoy, args.ferry_baseline,
+                      args.ferry_appmesh_defaults)
     if args.targets:
         keep = set(args.targets.split(","))
         targets.available = [t for t in targets.available if t in keep]
@@ -1109,6 +1125,7 @@ def main():
                 "(1-minute; the machine is shared with builds and test runs)",
         "mode": "quick (smoke)" if args.quick else "full",
         "ferry_build": args.ferry_build,
+        "ferry_appmesh_defaults": args.ferry_appmesh_defaults,
         "rounds": rounds,
         "scenarios": scs,
         "results": results,

@@ -23,6 +23,10 @@ pub struct LoadTable {
     pub grpc: Option<(String, String)>,
     /// The table's version; `load-{routes}` when `None`.
     pub version: Option<String>,
+    /// What every App Mesh route gets from Ferry's agent, where the plain table has none: App
+    /// Mesh's default retry policy on the split routes, and an access log in Envoy's default
+    /// format, to this path, on the HTTP and gRPC listeners.
+    pub appmesh_defaults: Option<String>,
 }
 
 /// The table described by `spec`.
@@ -103,7 +107,48 @@ pub fn load_table(spec: &LoadTable) -> v1::RoutingTable {
             ..Default::default()
         });
     }
+    if let Some(path) = &spec.appmesh_defaults {
+        with_appmesh_defaults(&mut table, path);
+    }
     table
+}
+
+/// App Mesh's default retry policy (as `ferry-agent` compiles it) on every route, and an access
+/// log in Envoy's default format on every HTTP and gRPC listener.
+fn with_appmesh_defaults(table: &mut v1::RoutingTable, log_path: &str) {
+    use v1::retry_policy::{GrpcRetryEvent, HttpRetryEvent, TcpRetryEvent};
+    for listener in &mut table.listeners {
+        let grpc = listener.protocol == i32::from(v1::listener::Protocol::Grpc);
+        if listener.protocol == i32::from(v1::listener::Protocol::Tcp) {
+            continue;
+        }
+        listener.access_log = Some(v1::AccessLog {
+            path: log_path.to_owned(),
+            format: None,
+        });
+        for route in listener
+            .virtual_hosts
+            .iter_mut()
+            .flat_map(|v| v.routes.iter_mut())
+        {
+            if let Some(action) = route.action.as_mut() {
+                action.retry_policy = Some(v1::RetryPolicy {
+                    max_retries: 2,
+                    http_retry_events: vec![
+                        HttpRetryEvent::GatewayError.into(),
+                        HttpRetryEvent::StreamError.into(),
+                    ],
+                    tcp_retry_events: vec![TcpRetryEvent::ConnectionError.into()],
+                    grpc_retry_events: if grpc {
+                        vec![GrpcRetryEvent::Unavailable.into()]
+                    } else {
+                        Vec::new()
+                    },
+                    ..Default::default()
+                });
+            }
+        }
+    }
 }
 
 /// Two clusters of `protocol`, both with the one endpoint `target`: the two sides of a 90/10 split.

@@ -3,20 +3,23 @@
 //! ```text
 //! bench-tables --http 127.0.0.1:18001 --upstream 127.0.0.1:18000 [--routes N] \
 //!              [--tcp 127.0.0.1:18002 --tcp-upstream 127.0.0.1:18003] \
-//!              [--grpc 127.0.0.1:18014 --grpc-upstream 127.0.0.1:18005] [--version V]
+//!              [--grpc 127.0.0.1:18014 --grpc-upstream 127.0.0.1:18005] [--version V] \
+//!              [--appmesh-defaults ACCESS_LOG_PATH]
 //! ```
 //!
 //! The table is [`ferry_benches::load_table`]'s (see there): N routes behind the 90/10 prefix route
 //! every peer gets. With `--tcp`, a TCP listener forwards to `--tcp-upstream` (iperf3), split 90/10
 //! the same way. With `--grpc`, a gRPC listener routes every call to `--grpc-upstream`
-//! (bench-grpc-upstream), split 90/10 the same way over HTTP/2 clusters.
+//! (bench-grpc-upstream), split 90/10 the same way over HTTP/2 clusters. With
+//! `--appmesh-defaults`, the routes carry App Mesh's default retry policy and the HTTP and gRPC
+//! listeners an access log to the given path, as in a table `ferry-agent` compiles.
 use ferry_benches::load_table::{LoadTable, load_table};
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let (mut http, mut upstream, mut routes) = (None, None, 0usize);
     let (mut tcp, mut tcp_upstream, mut version) = (None, None, None);
-    let (mut grpc, mut grpc_upstream) = (None, None);
+    let (mut grpc, mut grpc_upstream, mut appmesh_defaults) = (None, None, None);
     while let Some(flag) = args.next() {
         let mut value = || {
             args.next()
@@ -35,6 +38,7 @@ fn main() {
             "--version" => version = Some(value()),
             "--grpc" => grpc = Some(value()),
             "--grpc-upstream" => grpc_upstream = Some(value()),
+            "--appmesh-defaults" => appmesh_defaults = Some(value()),
             other => fail(&format!("unknown argument {other}")),
         }
     }
@@ -55,6 +59,7 @@ fn main() {
         tcp,
         grpc,
         version,
+        appmesh_defaults,
     });
     print!("{}", ferry_api::encode_yaml(&table));
 }

@@ -122,6 +122,7 @@ async fn train(proxy_bin: PathBuf, secs: Duration) -> Result<(), Failure> {
         tcp: Some((tcp.to_string(), tcp_upstream.to_string())),
         grpc: Some((grpc.to_string(), http_upstream.to_string())),
         version: Some("pgo-train".to_owned()),
+        appmesh_defaults: None,
     });
     let config = std::env::temp_dir().join(format!("pgo-train-{}.yaml", std::process::id()));
     std::fs::write(&config, ferry_api::encode_yaml(&table))
