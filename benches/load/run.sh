@@ -84,6 +84,10 @@ if [ "$quick" = 1 ]; then
   extra=()
   # The PGO training driver, so that it never rots: 1 s per workload, every answer checked.
   "$dir/pgo-train" --proxy "$ferry" --secs 1 >&2
+  # Ferry with App Mesh's defaults (retry policy, access log), likewise.
+  python3 benches/load/harness.py --quick --ferry "$ferry" --ferry-build "$build" \
+    --tables "$dir/bench-tables" --envoy "" --targets ferry --only h1_c32,grpc \
+    --ferry-appmesh-defaults --out target/bench-quick-appmesh-defaults >&2
 fi
 exec python3 benches/load/harness.py --ferry "$ferry" --ferry-build "$build" \
   --tables "$dir/bench-tables" --envoy "${envoy:-}" --out "$out" "${extra[@]}" "${args[@]}"
