@@ -103,6 +103,23 @@ async fn default_envoy_line_and_json_lines() {
         "no upstream host for a 404: {}",
         lines[2]
     );
+    // A request body is counted in BYTES_RECEIVED.
+    let r = c
+        .send(
+            http::Method::POST,
+            &format!("{web}/app/upload"),
+            &[],
+            bytes::Bytes::from(vec![b'x'; 1234]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let lines = read_lines(&text_log, 4).await;
+    assert!(
+        lines[3].contains("\"POST /app/upload HTTP/1.1\" 200 - 1234 "),
+        "{}",
+        lines[3]
+    );
 
     let api = proxy.url("api").await;
     c.get_with(&format!("{api}/app/1"), &[("user-agent", "json/2")])

@@ -9,8 +9,11 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
 
-use super::body::{ClientBody, Completion, LogContext, RequestBody, ResponseBody, UpstreamBody};
+use super::body::{
+    ClientBody, Completion, LogContext, LogTarget, RequestBody, ResponseBody, UpstreamBody,
+};
 use super::conn::{ConnInfo, ListenerCtx};
 use super::conn_timer::ConnTimer;
 use super::forward::{Failed, Forwarded, PreparedBody, forward};
@@ -106,20 +109,17 @@ pub fn handle<'a>(
 
         let log = table.access_log.as_ref().map(|logger| {
             let captured = CapturedHeaders::capture(&parts.headers, logger.request_headers());
+            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
             Box::new(LogContext {
                 start_time: SystemTime::now(),
                 method: parts.method.clone(),
-                path: parts
-                    .uri
-                    .path_and_query()
-                    .map_or("/", |p| p.as_str())
-                    .to_owned(),
+                target: LogTarget::new(authority, path),
                 protocol: protocol_name(downstream_version),
-                authority: authority.to_owned(),
                 scheme: conn.scheme,
                 request_headers: captured,
                 response_headers: None,
-                bytes_received: Arc::new(AtomicU64::new(0)),
+                // A bodiless request has nothing to count: no counter to allocate.
+                bytes_received: (!body.is_end_stream()).then(|| Arc::new(AtomicU64::new(0))),
                 upstream_service_time: None,
                 remote: conn.remote,
                 local: conn.local,
@@ -291,7 +291,7 @@ pub fn handle<'a>(
         let counter = completion
             .log
             .as_ref()
-            .map(|log| Arc::clone(&log.bytes_received));
+            .and_then(|log| log.bytes_received.clone());
         let policy = route.action.retry.as_ref().filter(|_| !upgrade);
         let breakers = cluster.breakers.as_ref();
         completion.in_flight = Some(conn.activity.request());
