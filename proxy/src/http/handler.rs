@@ -15,7 +15,7 @@ use super::body::{
     ClientBody, Completion, LogContext, LogTarget, RequestBody, ResponseBody, UpstreamBody,
 };
 use super::conn::{ConnInfo, ListenerCtx};
-use super::conn_timer::ConnTimer;
+use super::conn_timer::RequestTimers;
 use super::forward::{Failed, Forwarded, PreparedBody, forward};
 use super::headers::{add_forwarding, ensure_request_id, strip_hop_by_hop, wants_upgrade};
 use super::upgrade;
@@ -26,9 +26,9 @@ use crate::resilience::limits::Overflow;
 use crate::route::{RequestView, normalize_path};
 use crate::tracing_export::SpanStart;
 
-/// Serves one request. `timer`: the connection's timer for route request timeouts, when its
-/// requests come one at a time (Ferry's HTTP/1.1 server); without one (hyper's servers, HTTP/2's
-/// concurrent streams) each request arms a timer of its own.
+/// Serves one request. `timers`: the connection's timers for the request timeout and per-try
+/// timeouts, when its requests come one at a time (Ferry's HTTP/1.1 server); without them
+/// (hyper's servers, HTTP/2's concurrent streams) each request arms timers of its own.
 ///
 /// Not an `async fn`: an `async fn` keeps each by-value argument twice in its state (as passed
 /// and as the local it is moved into). The request is taken apart here, before the future
@@ -37,7 +37,7 @@ pub fn handle<'a>(
     ctx: &'a ListenerCtx,
     conn: &'a ConnInfo,
     mut req: Request<ClientBody>,
-    timer: Option<&'a mut ConnTimer>,
+    timers: Option<&'a mut RequestTimers>,
 ) -> impl Future<Output = Response<ResponseBody>> + 'a {
     let start = Instant::now();
     let upgrade = req.version() == Version::HTTP_11 && wants_upgrade(req.headers());
@@ -299,6 +299,10 @@ pub fn handle<'a>(
         // === Forward (retries, breakers and the request timeout) ===
         // Boxed: the forwarding future is most of the request's ~6 KB state, and wrapping it in the
         // timeout and awaiting it would copy it twice more; a box costs one copy and an allocation.
+        let (timer, try_timer) = match timers {
+            Some(t) => (Some(&mut t.request), Some(&mut t.per_try)),
+            None => (None, None),
+        };
         let forwarding = Box::pin(async {
             let permits = match breakers {
                 Some(b) => Some(b.acquire().await.map_err(Refused::Overflow)?),
@@ -318,7 +322,10 @@ pub fn handle<'a>(
                 (None, true) => PreparedBody::once(RequestBody::empty()),
                 (None, false) => PreparedBody::once(RequestBody::stream(body, counter)),
             };
-            let result = forward(&cluster, endpoint, parts, prepared, policy, upgrade).await;
+            let result = forward(
+                &cluster, endpoint, parts, prepared, policy, upgrade, try_timer,
+            )
+            .await;
             Ok::<_, Refused>((result, permits))
         });
         // The request timeout runs from the request's arrival to the response head.

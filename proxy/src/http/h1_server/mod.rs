@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use super::body::ResponseBody;
 use super::conn::{ConnInfo, ListenerCtx};
-use super::conn_timer::ConnTimer;
+use super::conn_timer::{ConnTimer, RequestTimers};
 use crate::read_scratch;
 use crate::table::ListenerTable;
 use request::{Head, HeadLimits};
@@ -73,11 +73,11 @@ where
         max_bytes: table.limits.max_header_bytes.max(8192),
         max_headers: table.limits.max_headers,
     };
-    // Two timers for all the connection's requests (see `ConnTimer`): one for reading heads,
-    // one for the route's request timeout.
+    // Timers for all the connection's requests (see `ConnTimer`): one for reading heads, and
+    // the ones the requests' timeouts use.
     let head_timeout = table.limits.header_read_timeout;
     let mut head_timer = ConnTimer::default();
-    let mut request_timer = ConnTimer::default();
+    let mut request_timers = RequestTimers::default();
     // Empty until bytes arrive: an idle connection holds no read buffer (see `read_more`).
     let mut buf = BytesMut::new();
     let mut out: Vec<u8> = Vec::new();
@@ -118,7 +118,7 @@ where
         // is written, and the two share their place in this future's state instead of sitting
         // side by side in every connection's task (`-Zprint-type-sizes`: 3,384 bytes to 2,255).
         let resp = {
-            let handling = super::handle(ctx, info, req, Some(&mut request_timer));
+            let handling = super::handle(ctx, info, req, Some(&mut request_timers));
             let mut handling = pin!(handling);
             loop {
                 tokio::select! {
