@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arbitrary::Arbitrary;
-use ferry_proxy::access_log::{Format, LogRecord};
+use ferry_proxy::access_log::{CapturedHeaders, Format, LogRecord};
 use ferry_proxy::flags::ResponseFlags;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use libfuzzer_sys::fuzz_target;
@@ -53,8 +53,13 @@ fuzz_target!(|input: Input| {
         .method
         .as_deref()
         .and_then(|m| Method::from_bytes(m.as_bytes()).ok());
-    let request_headers = headers(&input.request_headers);
-    let response_headers = input.response_headers.as_deref().map(headers);
+    // Captured as the proxy does: only the headers the format reads.
+    let request_headers =
+        CapturedHeaders::capture(&headers(&input.request_headers), format.request_headers());
+    let response_headers = input
+        .response_headers
+        .as_deref()
+        .map(|h| CapturedHeaders::capture(&headers(h), format.response_headers()));
     let rec = LogRecord {
         start_time: UNIX_EPOCH
             + Duration::new(
