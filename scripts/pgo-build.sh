@@ -9,7 +9,8 @@
 # 1. builds ferry-proxy instrumented (-Cprofile-generate) in target/pgo-gen;
 # 2. runs it through `pgo-train` (benches/src/bin/pgo-train.rs): HTTP/1.1, HTTP/2, gRPC, TCP and
 #    the admin page against in-process upstreams on 127.0.0.1, every answer checked, so a training
-#    run that goes wrong fails instead of teaching the compiler an error path;
+#    run that goes wrong fails instead of teaching the compiler an error path; once on the load
+#    harness's table, once with App Mesh's default retry policy and an access log added;
 # 3. merges the profile with llvm-profdata of rustc's own LLVM version (rustup's llvm-tools, or
 #    Debian's llvm-N, installed when missing and run as root);
 # 4. builds ferry-proxy with -Cprofile-use in target/pgo (the plain release build stays).

@@ -11,8 +11,10 @@
 //! ok`, and a gRPC echo), a TCP echo, and the clients. The proxy gets the load harness's table
 //! ([`ferry_benches::load_table`]: the 90/10 split, a TCP and a gRPC listener) and, for `--secs`
 //! each: HTTP/1.1 keep-alive GETs on 32 connections, POSTs with a body, HTTP/2 on 4 connections
-//! × 16 streams, gRPC unary calls, TCP both ways, and the admin's metrics page. It is stopped with
-//! SIGTERM, so that it exits as it does in production (and an instrumented build writes its
+//! × 16 streams, gRPC unary calls, TCP both ways, and the admin's metrics page. Then the table is
+//! hot-swapped for the same one with what `ferry-agent` gives App Mesh routes (the default retry
+//! policy, an access log), and the workloads run again: both are what users run. It is stopped
+//! with SIGTERM, so that it exits as it does in production (and an instrumented build writes its
 //! profile, which the environment's `LLVM_PROFILE_FILE` names).
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -115,18 +117,21 @@ async fn train(proxy_bin: PathBuf, secs: Duration) -> Result<(), Failure> {
     let http_upstream = serve_http_upstream().await?;
     let tcp_upstream = serve_tcp_echo().await?;
     let [http, tcp, grpc, admin] = free_ports::<4>()?;
-    let table = load_table(&LoadTable {
-        http: http.to_string(),
-        upstream: http_upstream.to_string(),
-        routes: 100,
-        tcp: Some((tcp.to_string(), tcp_upstream.to_string())),
-        grpc: Some((grpc.to_string(), http_upstream.to_string())),
-        version: Some("pgo-train".to_owned()),
-        appmesh_defaults: None,
-    });
-    let config = std::env::temp_dir().join(format!("pgo-train-{}.yaml", std::process::id()));
-    std::fs::write(&config, ferry_api::encode_yaml(&table))
-        .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+    let tmp = std::env::temp_dir();
+    let config = tmp.join(format!("pgo-train-{}.yaml", std::process::id()));
+    let access_log = tmp.join(format!("pgo-train-{}-access.log", std::process::id()));
+    let table = |version: &str, appmesh_defaults: Option<String>| {
+        load_table(&LoadTable {
+            http: http.to_string(),
+            upstream: http_upstream.to_string(),
+            routes: 100,
+            tcp: Some((tcp.to_string(), tcp_upstream.to_string())),
+            grpc: Some((grpc.to_string(), http_upstream.to_string())),
+            version: Some(version.to_owned()),
+            appmesh_defaults,
+        })
+    };
+    write_table(&config, &table("pgo-train", None))?;
 
     let child = Command::new(&proxy_bin)
         .arg("--config")
@@ -139,13 +144,55 @@ async fn train(proxy_bin: PathBuf, secs: Duration) -> Result<(), Failure> {
     let mut proxy = Proxy(Some(child));
     let result = async {
         wait_ready(admin, &mut proxy).await?;
+        run_workloads(http, tcp, grpc, admin, secs).await?;
+        println!("-- again, with App Mesh's default retry policy and an access log");
+        let defaults = "pgo-train-appmesh-defaults";
+        write_table(
+            &config,
+            &table(defaults, Some(access_log.display().to_string())),
+        )?;
+        wait_for_version(admin, defaults).await?;
         run_workloads(http, tcp, grpc, admin, secs).await
     }
     .await;
     let stopped = stop(&mut proxy).await;
     let _ = std::fs::remove_file(&config);
+    let _ = std::fs::remove_file(&access_log);
     result?;
     stopped
+}
+
+/// Writes `table` to `path` whole (a new file renamed over it), so that the proxy watching the
+/// path never reads half a table.
+fn write_table(path: &std::path::Path, table: &ferry_api::v1::RoutingTable) -> Result<(), Failure> {
+    let partial = path.with_extension("yaml.partial");
+    std::fs::write(&partial, ferry_api::encode_yaml(table))
+        .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
+    std::fs::rename(&partial, path).map_err(|e| {
+        format!(
+            "cannot rename {} to {}: {e}",
+            partial.display(),
+            path.display()
+        )
+    })?;
+    Ok(())
+}
+
+/// Waits until the proxy serves the table of `version` (its admin's /server_info says so).
+async fn wait_for_version(admin: SocketAddr, version: &str) -> Result<(), Failure> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok((StatusCode::OK, body)) = admin_get(admin, "/server_info").await
+            && serde_json::from_slice::<serde_json::Value>(&body)
+                .is_ok_and(|info| info["config_version"] == version)
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the proxy did not load table {version} within 20 s").into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn run_workloads(
