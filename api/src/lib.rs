@@ -4,6 +4,7 @@
 //! agent<->proxy gRPC service (`AgentService`, agent.proto) that streams it.
 #![forbid(unsafe_code)]
 
+pub mod appmesh_defaults;
 pub mod civil_time;
 pub mod file;
 mod locate;

@@ -113,15 +113,14 @@ pub fn load_table(spec: &LoadTable) -> v1::RoutingTable {
     table
 }
 
-/// App Mesh's default retry policy (as `ferry-agent` compiles it) on every route, and an access
+/// App Mesh's default retry policy (the one `ferry-agent` compiles) on every route, and an access
 /// log in Envoy's default format on every HTTP and gRPC listener.
 fn with_appmesh_defaults(table: &mut v1::RoutingTable, log_path: &str) {
-    use v1::retry_policy::{GrpcRetryEvent, HttpRetryEvent, TcpRetryEvent};
     for listener in &mut table.listeners {
-        let grpc = listener.protocol == i32::from(v1::listener::Protocol::Grpc);
         if listener.protocol == i32::from(v1::listener::Protocol::Tcp) {
             continue;
         }
+        let grpc = listener.protocol == i32::from(v1::listener::Protocol::Grpc);
         listener.access_log = Some(v1::AccessLog {
             path: log_path.to_owned(),
             format: None,
@@ -132,20 +131,7 @@ fn with_appmesh_defaults(table: &mut v1::RoutingTable, log_path: &str) {
             .flat_map(|v| v.routes.iter_mut())
         {
             if let Some(action) = route.action.as_mut() {
-                action.retry_policy = Some(v1::RetryPolicy {
-                    max_retries: 2,
-                    http_retry_events: vec![
-                        HttpRetryEvent::GatewayError.into(),
-                        HttpRetryEvent::StreamError.into(),
-                    ],
-                    tcp_retry_events: vec![TcpRetryEvent::ConnectionError.into()],
-                    grpc_retry_events: if grpc {
-                        vec![GrpcRetryEvent::Unavailable.into()]
-                    } else {
-                        Vec::new()
-                    },
-                    ..Default::default()
-                });
+                action.retry_policy = Some(ferry_api::appmesh_defaults::retry_policy(grpc));
             }
         }
     }

@@ -428,24 +428,9 @@ pub(crate) fn query_match(q: &model::QueryParameterMatch) -> v1::QueryParameterM
     }
 }
 
-/// App Mesh's default retry policy (UG envoy-defaults): 2 retries on connection failures,
-/// refused streams and 503 (Ferry's GATEWAY_ERROR: 502/503/504 and resets); gRPC routes also
-/// retry UNAVAILABLE.
+/// App Mesh's default retry policy (see [`ferry_api::appmesh_defaults::retry_policy`]).
 pub(crate) fn default_retry(grpc: bool) -> v1::RetryPolicy {
-    v1::RetryPolicy {
-        max_retries: 2,
-        http_retry_events: vec![
-            retry_policy::HttpRetryEvent::GatewayError as i32,
-            retry_policy::HttpRetryEvent::StreamError as i32,
-        ],
-        tcp_retry_events: vec![retry_policy::TcpRetryEvent::ConnectionError as i32],
-        grpc_retry_events: if grpc {
-            vec![retry_policy::GrpcRetryEvent::Unavailable as i32]
-        } else {
-            Vec::new()
-        },
-        ..Default::default()
-    }
+    ferry_api::appmesh_defaults::retry_policy(grpc)
 }
 
 pub(crate) fn retry(r: &model::RetryPolicy) -> v1::RetryPolicy {
