@@ -69,31 +69,29 @@ impl std::ops::BitOr for ResponseFlags {
 }
 
 impl ResponseFlags {
-    /// Appends Envoy's codes, comma-separated ("UF,URX"), or "-" for none: what `Display`
-    /// writes, without `core::fmt` on the access log's path.
-    pub fn push_codes(self, out: &mut String) {
+    /// Writes Envoy's codes, comma-separated ("UF,URX"), or "-" for none. Generic so that the
+    /// access log's `String` gets plain appends, without `core::fmt`'s machinery.
+    pub fn write_codes<W: fmt::Write>(self, out: &mut W) -> fmt::Result {
         if self.is_empty() {
-            out.push('-');
-            return;
+            return out.write_str("-");
         }
         let mut first = true;
         for (flag, code) in Self::CODES {
             if self.contains(flag) {
                 if !first {
-                    out.push(',');
+                    out.write_str(",")?;
                 }
-                out.push_str(code);
+                out.write_str(code)?;
                 first = false;
             }
         }
+        Ok(())
     }
 }
 
 impl fmt::Display for ResponseFlags {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut codes = String::new();
-        self.push_codes(&mut codes);
-        f.write_str(&codes)
+        self.write_codes(f)
     }
 }
 

@@ -225,30 +225,33 @@ impl Format {
     }
 
     fn new(body: Body, request_headers: Vec<HeaderName>) -> Format {
-        fn ops(segments: &[Segment]) -> impl Iterator<Item = &Operator> {
-            segments.iter().filter_map(|s| match s {
-                Segment::Op(op) => Some(op),
-                Segment::Literal(_) => None,
-            })
-        }
-        let operators: Vec<&Operator> = match &body {
-            Body::Text(segments) => ops(segments).collect(),
-            Body::Json(fields) => fields
-                .iter()
-                .flat_map(|f| match &f.value {
-                    JsonValue::Single(op) => vec![op],
-                    JsonValue::Template(segments) => ops(segments).collect(),
-                })
-                .collect(),
-        };
-        let mut response_headers = Vec::new();
-        for op in operators {
+        /// Adds the response headers `op` reads to `names`.
+        fn note(op: &Operator, names: &mut Vec<HeaderName>) {
             if let OpKind::Header { primary, fallback } = &op.kind {
                 for source in std::iter::once(primary).chain(fallback) {
                     if let Source::ResponseHeader(name) = source
-                        && !response_headers.contains(name)
+                        && !names.contains(name)
                     {
-                        response_headers.push(name.clone());
+                        names.push(name.clone());
+                    }
+                }
+            }
+        }
+        fn note_all(segments: &[Segment], names: &mut Vec<HeaderName>) {
+            for segment in segments {
+                if let Segment::Op(op) = segment {
+                    note(op, names);
+                }
+            }
+        }
+        let mut response_headers = Vec::new();
+        match &body {
+            Body::Text(segments) => note_all(segments, &mut response_headers),
+            Body::Json(fields) => {
+                for field in fields {
+                    match &field.value {
+                        JsonValue::Single(op) => note(op, &mut response_headers),
+                        JsonValue::Template(segments) => note_all(segments, &mut response_headers),
                     }
                 }
             }
@@ -372,10 +375,8 @@ impl OpKind {
             OpKind::Protocol => rec.protocol != "-" && push_non_empty(out, rec.protocol),
             OpKind::ResponseCode => push_int(out, rec.response_code.unwrap_or(0)),
             // Envoy writes "-" for no flags, in JSON too: a value, not a missing one.
-            OpKind::ResponseFlags => {
-                rec.response_flags.push_codes(out);
-                true
-            }
+            // Writing to a `String` cannot fail.
+            OpKind::ResponseFlags => rec.response_flags.write_codes(out).is_ok(),
             OpKind::BytesReceived => push_int(out, rec.bytes_received),
             OpKind::BytesSent => push_int(out, rec.bytes_sent),
             OpKind::Duration => push_int(out, rec.duration.as_millis()),

@@ -17,9 +17,7 @@ pub struct CapturedHeaders(Vec<(HeaderName, HeaderValue)>);
 impl CapturedHeaders {
     /// The first value of each of `names` in `headers`.
     pub fn capture(headers: &HeaderMap, names: &[HeaderName]) -> CapturedHeaders {
-        if names.is_empty() {
-            return CapturedHeaders::default();
-        }
+        // Allocates nothing when `names` is empty, as for the response of Envoy's default line.
         let mut list = Vec::with_capacity(names.len());
         for name in names {
             if let Some(v) = headers.get(name) {
@@ -33,7 +31,8 @@ impl CapturedHeaders {
         self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
 
-    /// Sets `name` to `value`, replacing an earlier value.
+    /// Sets `name` to `value`, replacing an earlier value (tests build records with it).
+    #[cfg(test)]
     pub fn insert(&mut self, name: HeaderName, value: HeaderValue) {
         match self.0.iter_mut().find(|(n, _)| *n == name) {
             Some((_, v)) => *v = value,

@@ -97,11 +97,9 @@ pub fn send<'a>(
 ) -> impl Future<Output = Result<(Response<UpstreamIncoming>, Option<PooledConn>), UpstreamError>> + 'a
 {
     match cluster.protocol {
-        UpstreamProtocol::Http1 | UpstreamProtocol::Tcp if h1::can_send(&req, upgrade) => {
-            Either::Left(
-                h1::send(cluster, ep, req).map(move |result| direct_sent(cluster, ep, result)),
-            )
-        }
+        _ if can_borrow(cluster, &req, upgrade) => Either::Left(
+            h1::send(cluster, ep, req).map(move |result| direct_sent(cluster, ep, result)),
+        ),
         UpstreamProtocol::Http1 | UpstreamProtocol::Tcp => {
             Either::Right(Either::Left(send_h1(cluster, ep, req, upgrade).map(
                 |result| result.map(|(resp, pooled)| (resp.map(UpstreamIncoming::Hyper), pooled)),
