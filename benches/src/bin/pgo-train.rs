@@ -151,7 +151,7 @@ async fn train(proxy_bin: PathBuf, secs: Duration) -> Result<(), Failure> {
             &config,
             &table(defaults, Some(access_log.display().to_string())),
         )?;
-        wait_for_version(admin, defaults).await?;
+        wait_for_version(admin, &mut proxy, defaults).await?;
         run_workloads(http, tcp, grpc, admin, secs).await
     }
     .await;
@@ -176,23 +176,6 @@ fn write_table(path: &std::path::Path, table: &ferry_api::v1::RoutingTable) -> R
         )
     })?;
     Ok(())
-}
-
-/// Waits until the proxy serves the table of `version` (its admin's /server_info says so).
-async fn wait_for_version(admin: SocketAddr, version: &str) -> Result<(), Failure> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok((StatusCode::OK, body)) = admin_get(admin, "/server_info").await
-            && serde_json::from_slice::<serde_json::Value>(&body)
-                .is_ok_and(|info| info["config_version"] == version)
-        {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!("the proxy did not load table {version} within 20 s").into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn run_workloads(
@@ -289,16 +272,44 @@ async fn serve_tcp_echo() -> Result<SocketAddr, Failure> {
 }
 
 async fn wait_ready(admin: SocketAddr, proxy: &mut Proxy) -> Result<(), Failure> {
+    wait_for(admin, proxy, "/ready", "ready", |_| true).await
+}
+
+/// Waits until the proxy serves the table of `version` (its admin's /server_info says so).
+async fn wait_for_version(
+    admin: SocketAddr,
+    proxy: &mut Proxy,
+    version: &str,
+) -> Result<(), Failure> {
+    let what = format!("serving table {version}");
+    wait_for(admin, proxy, "/server_info", &what, |body| {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .is_ok_and(|info| info["config_version"] == version)
+    })
+    .await
+}
+
+/// Polls the admin's `path` until it answers 200 with a body `ok` accepts, for up to 20 s;
+/// fails early if the proxy exits.
+async fn wait_for(
+    admin: SocketAddr,
+    proxy: &mut Proxy,
+    path: &str,
+    what: &str,
+    ok: impl Fn(&Bytes) -> bool,
+) -> Result<(), Failure> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(StatusCode::OK) = admin_get(admin, "/ready").await.map(|(s, _)| s) {
+        if let Ok((StatusCode::OK, body)) = admin_get(admin, path).await
+            && ok(&body)
+        {
             return Ok(());
         }
         if let Some(status) = proxy.0.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-            return Err(format!("the proxy exited before it was ready: {status}").into());
+            return Err(format!("the proxy exited before it was {what}: {status}").into());
         }
         if Instant::now() > deadline {
-            return Err(format!("the proxy's admin {admin} was not ready within 20 s").into());
+            return Err(format!("the proxy's admin {admin} was not {what} within 20 s").into());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
