@@ -150,3 +150,55 @@ async fn route_series_appear_on_first_request_and_go_with_the_route() {
     );
     assert_eq!(series(&m, "idle"), 0, "{m}");
 }
+
+#[tokio::test]
+async fn a_swap_drops_the_series_of_removed_routes_and_clusters_and_keeps_the_rest() {
+    let a = Upstream::start("a", UpstreamProtocol::Http1).await;
+    let b = Upstream::start("b", UpstreamProtocol::Http1).await;
+    let routes = |names: &[(&str, &str)]| {
+        names
+            .iter()
+            .map(|(route, cluster)| {
+                format!(
+                    "- name: {route}\n  match: {{ prefix: /{route} }}\n  action: {{ weightedTargets: [{{ cluster: {cluster}, weight: 1 }}] }}\n"
+                )
+            })
+            .collect::<String>()
+    };
+    let first = table_yaml(
+        &routes(&[("api", "a"), ("kept", "b")]),
+        &[("a", &[a.addr], "HTTP1"), ("b", &[b.addr], "HTTP1")],
+    );
+    let proxy = ProxyProcess::start(&format!("version: v1\n{first}"))
+        .await
+        .expect("proxy");
+    let url = proxy.url("web").await;
+    let c = Client::http1();
+    for path in ["/api", "/kept"] {
+        assert_eq!(
+            c.get(&format!("{url}{path}")).await.expect("ok").status,
+            200
+        );
+    }
+    let api =
+        "ferry_http_downstream_requests_total{code_class=\"2xx\",listener=\"web\",route=\"api\"}";
+    let kept =
+        "ferry_http_downstream_requests_total{code_class=\"2xx\",listener=\"web\",route=\"kept\"}";
+    let cluster_a = "ferry_http_upstream_requests_total{cluster=\"a\",code_class=\"2xx\"}";
+    let m = proxy.metrics().await;
+    assert!(
+        m.contains(api) && m.contains(kept) && m.contains(cluster_a),
+        "{m}"
+    );
+
+    let second = table_yaml(&routes(&[("kept", "b")]), &[("b", &[b.addr], "HTTP1")]);
+    proxy.write_config(&format!("version: v2\n{second}"));
+    proxy.wait_for_version("v2").await.expect("swap applied");
+    // As soon as the new version is served, the removed route's and cluster's series are gone.
+    let m = proxy.metrics().await;
+    assert!(!m.contains("route=\"api\""), "{m}");
+    assert!(!m.contains("cluster=\"a\""), "{m}");
+    assert_eq!(ferry_tests::proxy::metric_value(&m, kept), 1.0);
+    assert_eq!(c.get(&format!("{url}/kept")).await.expect("ok").status, 200);
+    assert_eq!(proxy.metric(kept).await, 2.0);
+}
