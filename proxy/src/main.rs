@@ -11,6 +11,7 @@ use ferry_proxy::sidecar_env::SidecarEnv;
 use ferry_proxy::tracing_export::{self, BatchSettings, Exporting, Tracer};
 use ferry_proxy::{admin, agent_client, config, demo, server::Proxy};
 
+mod heap_trim;
 mod startup_pages;
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt, reload, util::SubscriberInitExt};
 
@@ -183,6 +184,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(Command::InitIptables(args)) = &cli.command {
         return ferry_proxy::iptables::run(args);
     }
+    ferry_proxy::server::after_tables_freed(heap_trim::release);
     if cli.command.is_none() {
         let env = SidecarEnv::from_process().context("App Mesh environment")?;
         cli.run.apply_sidecar_env(env);

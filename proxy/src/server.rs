@@ -479,6 +479,8 @@ async fn accept_loop(socket: TcpListener, ctx: Arc<ListenerCtx>, mut stop: watch
 
 // === mod graveyard ===
 
+pub use graveyard::after_tables_freed;
+
 /// Where a replaced table goes to be freed. Freeing a 10,000-route table takes ~5 ms: done by
 /// the thread that swapped it, or by the last request in flight that held it, that is a stall for
 /// every connection of a worker. A thread of its own frees each table once nothing else holds it.
@@ -498,6 +500,15 @@ mod graveyard {
     }
 
     static GRAVEYARD: OnceLock<Option<mpsc::Sender<Box<dyn Held>>>> = OnceLock::new();
+    static AFTER_FREE: OnceLock<fn()> = OnceLock::new();
+
+    /// Sets what the freeing thread runs after it has freed tables; the first call wins. A table
+    /// is thousands of small allocations spread over the heap, and the holes they leave are kept
+    /// by the allocator: the binary hands glibc's `malloc_trim` here (this crate has no unsafe
+    /// code), so that resident memory does not ratchet up with every swap.
+    pub fn after_tables_freed(release: fn()) {
+        let _ = AFTER_FREE.set(release);
+    }
 
     pub(super) fn bury<T: Send + Sync + 'static>(table: Arc<T>) {
         let sender = GRAVEYARD.get_or_init(|| {
@@ -528,7 +539,13 @@ mod graveyard {
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             // `retain` drops, so frees, here on this thread.
+            let before = held.len();
             held.retain(|t| !t.only_here());
+            if held.len() < before
+                && let Some(release) = AFTER_FREE.get()
+            {
+                release();
+            }
         }
     }
 
@@ -557,6 +574,29 @@ mod graveyard {
             let deadline = Instant::now() + Duration::from_secs(5);
             let freed_on = rx.recv_timeout(deadline - Instant::now());
             assert_eq!(freed_on.as_deref(), Ok("ferry-free"));
+        }
+
+        #[test]
+        fn the_release_hook_runs_on_the_freeing_thread_after_a_free() {
+            static RAN_ON: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+            fn record() {
+                let name = std::thread::current().name().unwrap_or("").to_owned();
+                RAN_ON.lock().unwrap_or_else(|e| e.into_inner()).push(name);
+            }
+            after_tables_freed(record);
+            let (tx, rx) = mpsc::channel();
+            bury(Arc::new(Probe(tx)));
+            assert!(rx.recv_timeout(Duration::from_secs(5)).is_ok());
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let ran = RAN_ON.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                if let Some(name) = ran.first() {
+                    assert_eq!(name, "ferry-free");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the hook never ran");
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
 
         #[test]
