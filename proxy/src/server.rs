@@ -235,6 +235,8 @@ impl Proxy {
                 &mut sinks,
                 Some(&discovery),
             );
+            // The decoded source is freed by now: megabytes for a large table.
+            graveyard::release_free_memory();
             (compiled, sinks)
         })
         .await
@@ -510,6 +512,14 @@ mod graveyard {
         let _ = AFTER_FREE.set(release);
     }
 
+    /// Runs the hook set by [`after_tables_freed`], if any. Called off the serving threads only:
+    /// by the freeing thread, and after a compile, which frees the decoded table.
+    pub(super) fn release_free_memory() {
+        if let Some(release) = AFTER_FREE.get() {
+            release();
+        }
+    }
+
     pub(super) fn bury<T: Send + Sync + 'static>(table: Arc<T>) {
         let sender = GRAVEYARD.get_or_init(|| {
             let (tx, rx) = mpsc::channel::<Box<dyn Held>>();
@@ -541,10 +551,8 @@ mod graveyard {
             // `retain` drops, so frees, here on this thread.
             let before = held.len();
             held.retain(|t| !t.only_here());
-            if held.len() < before
-                && let Some(release) = AFTER_FREE.get()
-            {
-                release();
+            if held.len() < before {
+                release_free_memory();
             }
         }
     }
