@@ -70,9 +70,9 @@ pub fn decode(text: &str, format: Format, source_name: &str) -> Result<RoutingTa
 }
 
 /// Decodes JSON. The fast path decodes directly; only a table that fails is decoded again through
-/// `serde_path_to_error` to learn the field path. Tracking the path on every visit costs more than
-/// the decoding itself on large tables (a 10,000-route table swaps in a third of the time without
-/// it), and tables that fail are rare and small enough to read twice.
+/// `serde_path_to_error` to learn the field path. Tracking the path on every visit is a third of
+/// JSON's decoding time on a 10,000-route table (14.9 → 10.0 ms without it; YAML 157 → 136 ms),
+/// and a table that fails is rare and read twice only then.
 pub fn decode_json(text: &str, source_name: &str) -> Result<RoutingTable, DecodeError> {
     let mut de = serde_json::Deserializer::from_str(text);
     match serde::Deserialize::deserialize(&mut de).and_then(|t: RoutingTable| de.end().map(|()| t))
