@@ -75,6 +75,20 @@ fn invalid_config_at_startup_exits_non_zero_naming_file_line_and_field() {
             "must start with '/'",
         ),
         (
+            "match: { prefix: / }",
+            "match: { prefix: /, headers: [{ name: x-v, regex: '(' }] }",
+            9,
+            "listeners[0].virtualHosts[0].routes[0].match.headers[0].regex",
+            "invalid regex",
+        ),
+        (
+            "weight: 1 }] }",
+            "weight: 1 }], retryPolicy: { maxRetries: 1, perTryTimeout: -1s, httpRetryEvents: [SERVER_ERROR] } }",
+            10,
+            "listeners[0].virtualHosts[0].routes[0].action.retryPolicy.perTryTimeout",
+            "zero or positive",
+        ),
+        (
             "address: 127.0.0.1:0",
             "address: localhost",
             3,

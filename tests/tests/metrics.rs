@@ -201,4 +201,28 @@ async fn a_swap_drops_the_series_of_removed_routes_and_clusters_and_keeps_the_re
     assert_eq!(ferry_tests::proxy::metric_value(&m, kept), 1.0);
     assert_eq!(c.get(&format!("{url}/kept")).await.expect("ok").status, 200);
     assert_eq!(proxy.metric(kept).await, 2.0);
+
+    // Same route names in the same order (only a weight changed): every series goes on counting.
+    let third = second.replace("weight: 1", "weight: 7");
+    proxy.write_config(&format!("version: v3\n{third}"));
+    proxy.wait_for_version("v3").await.expect("swap applied");
+    assert_eq!(c.get(&format!("{url}/kept")).await.expect("ok").status, 200);
+    assert_eq!(proxy.metric(kept).await, 3.0);
+
+    // As many routes as before, one renamed: the old name's series goes.
+    let fourth = table_yaml(&routes(&[("renamed", "b")]), &[("b", &[b.addr], "HTTP1")]);
+    proxy.write_config(&format!("version: v4\n{fourth}"));
+    proxy.wait_for_version("v4").await.expect("swap applied");
+    let m = proxy.metrics().await;
+    assert!(!m.contains("route=\"kept\""), "{m}");
+    assert_eq!(
+        c.get(&format!("{url}/renamed")).await.expect("ok").status,
+        200
+    );
+    assert_eq!(
+        proxy
+            .metric("ferry_http_downstream_requests_total{code_class=\"2xx\",listener=\"web\",route=\"renamed\"}")
+            .await,
+        1.0
+    );
 }

@@ -4,6 +4,7 @@
 //! Fields whose behaviour is not built yet are refused by name rather than silently ignored: a
 //! table that asks for retries or TLS must not appear to have them.
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use ferry_api::v1::{self, cluster, header_match, listener, query_parameter_match
 use http::{HeaderName, Method};
 
 use super::dns::DnsCtx;
+use super::field_path::{Field, Index};
 use super::{AccessLogger, Limits, ListenerSpec, ListenerTable, RuntimeTable};
 use super::{policies, transport};
 use crate::access_log::{Format, SinkRegistry};
@@ -39,11 +41,11 @@ pub struct CompileError {
 }
 
 pub(super) fn err<T>(
-    path: impl Into<String>,
+    path: impl fmt::Display,
     message: impl Into<String>,
 ) -> Result<T, CompileError> {
     Err(CompileError {
-        path: path.into(),
+        path: path.to_string(),
         message: message.into(),
     })
 }
@@ -116,7 +118,7 @@ fn content_version(table: &v1::RoutingTable) -> String {
 
 pub(super) fn duration(
     d: Option<&pbjson_types::Duration>,
-    path: &str,
+    path: &(impl fmt::Display + ?Sized),
 ) -> Result<Option<Duration>, CompileError> {
     let Some(d) = d else { return Ok(None) };
     if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 {
@@ -130,7 +132,7 @@ pub(super) fn duration(
 /// A timeout field: absent -> `default`, "0s" -> disabled (None), else the value.
 pub(super) fn timeout(
     d: Option<&pbjson_types::Duration>,
-    path: &str,
+    path: &(impl fmt::Display + ?Sized),
     default: Option<Duration>,
 ) -> Result<Option<Duration>, CompileError> {
     Ok(match duration(d, path)? {
@@ -336,7 +338,8 @@ fn compile_listener(
     };
     let mut vhosts = VirtualHosts::default();
     let mut seen_domains = HashSet::new();
-    let mut route_names = HashSet::new();
+    // Borrowed from the source: a name is copied once, into its route, not into this set too.
+    let mut route_names: HashSet<&str> = HashSet::new();
     for (j, vh) in l.virtual_hosts.iter().enumerate() {
         let vpath = format!("{path}.virtualHosts[{j}]");
         let mut domains = Vec::with_capacity(vh.domains.len());
@@ -360,15 +363,16 @@ fn compile_listener(
             domains.push(d);
         }
         let mut routes = Vec::with_capacity(vh.routes.len());
+        let routes_path = Field(vpath.as_str(), "routes");
         for (k, r) in vh.routes.iter().enumerate() {
-            let rpath = format!("{vpath}.routes[{k}]");
+            let rpath = Index(&routes_path, k);
             if r.name.is_empty() {
                 return err(
                     format!("{rpath}.name"),
                     "a route needs a name (it labels metrics and logs)",
                 );
             }
-            if !route_names.insert(r.name.clone()) {
+            if !route_names.insert(r.name.as_str()) {
                 return err(
                     format!("{rpath}.name"),
                     format!("duplicate route name {:?} in this listener", r.name),
@@ -545,7 +549,7 @@ fn compile_access_log(
 
 fn compile_route(
     r: &v1::Route,
-    path: &str,
+    path: &(impl fmt::Display + ?Sized),
     listener: &str,
     listener_timeout: Option<Duration>,
     clusters: &HashMap<String, Arc<Cluster>>,
@@ -553,7 +557,7 @@ fn compile_route(
 ) -> Result<Route, CompileError> {
     let default = v1::RouteMatch::default();
     let m = r.r#match.as_ref().unwrap_or(&default);
-    let mpath = format!("{path}.match");
+    let mpath = Field(path, "match");
     let mut path_match = match &m.path {
         None => PathMatch::Any,
         Some(route_match::Path::Prefix(p)) => {
@@ -577,10 +581,10 @@ fn compile_route(
         .headers
         .iter()
         .enumerate()
-        .map(|(i, h)| compile_header(h, &format!("{mpath}.headers[{i}]")))
+        .map(|(i, h)| compile_header(h, &Index(&Field(&mpath, "headers"), i)))
         .collect::<Result<Vec<_>, _>>()?;
     if let Some(g) = &m.grpc {
-        let gpath = format!("{mpath}.grpc");
+        let gpath = Field(&mpath, "grpc");
         if m.path.is_some() {
             return err(
                 gpath,
@@ -599,7 +603,7 @@ fn compile_route(
             (s, meth) => PathMatch::Exact(format!("/{s}/{meth}")),
         };
         for (i, h) in g.metadata.iter().enumerate() {
-            headers.push(compile_header(h, &format!("{gpath}.metadata[{i}]"))?);
+            headers.push(compile_header(h, &Index(&Field(&gpath, "metadata"), i))?);
         }
     }
     let method = match m.method.as_str() {
@@ -659,36 +663,36 @@ fn compile_route(
         ),
     };
 
-    let apath = format!("{path}.action");
+    let apath = Field(path, "action");
     let Some(a) = &r.action else {
         return err(apath, "a route needs an action with weightedTargets");
     };
     let retry = a
         .retry_policy
         .as_ref()
-        .map(|r| policies::retry(r, &format!("{apath}.retryPolicy")))
+        .map(|r| policies::retry(r, &Field(&apath, "retryPolicy")))
         .transpose()?
         .flatten();
     let targets = weighted_targets(
         &a.weighted_targets,
-        &format!("{apath}.weightedTargets"),
+        &Field(&apath, "weightedTargets"),
         clusters,
         true,
     )?;
     let route_timeouts = a.timeouts.as_ref();
     let stream_idle = timeout(
         route_timeouts.and_then(|t| t.idle.as_ref()),
-        &format!("{apath}.timeouts.idle"),
+        &Field(&apath, "timeouts.idle"),
         None,
     )?;
     let request_timeout = timeout(
         route_timeouts.and_then(|t| t.request.as_ref()),
-        &format!("{apath}.timeouts.request"),
+        &Field(&apath, "timeouts.request"),
         listener_timeout,
     )?;
     let rewrite = match &a.rewrite {
         None => Rewrite::default(),
-        Some(rw) => compile_rewrite(rw, &path_match, &format!("{apath}.rewrite"))?,
+        Some(rw) => compile_rewrite(rw, &path_match, &Field(&apath, "rewrite"))?,
     };
     Ok(Route {
         name: r.name.clone(),
@@ -713,7 +717,7 @@ fn compile_route(
 /// route), at least one weight above 0. `path` names the `weightedTargets` field.
 pub(super) fn weighted_targets(
     targets: &[v1::WeightedTarget],
-    path: &str,
+    path: &(impl fmt::Display + ?Sized),
     clusters: &HashMap<String, Arc<Cluster>>,
     http: bool,
 ) -> Result<WeightedTargets, CompileError> {
@@ -722,7 +726,7 @@ pub(super) fn weighted_targets(
     }
     let mut out = Vec::with_capacity(targets.len());
     for (i, t) in targets.iter().enumerate() {
-        let tpath = format!("{path}[{i}]");
+        let tpath = Index(path, i);
         if t.weight > 100 {
             return err(
                 format!("{tpath}.weight"),
@@ -753,7 +757,7 @@ pub(super) fn weighted_targets(
 fn compile_rewrite(
     rw: &v1::Rewrite,
     path_match: &PathMatch,
-    path: &str,
+    path: &(impl fmt::Display + ?Sized),
 ) -> Result<Rewrite, CompileError> {
     if rw.prefix.is_some() && !matches!(path_match, PathMatch::Prefix(_)) {
         return err(
@@ -787,7 +791,10 @@ fn compile_rewrite(
     })
 }
 
-fn compile_header(h: &v1::HeaderMatch, path: &str) -> Result<HeaderMatcher, CompileError> {
+fn compile_header(
+    h: &v1::HeaderMatch,
+    path: &(impl fmt::Display + ?Sized),
+) -> Result<HeaderMatcher, CompileError> {
     let name = HeaderName::from_bytes(h.name.to_ascii_lowercase().as_bytes()).or_else(|_| {
         err(
             format!("{path}.name"),

@@ -2,6 +2,7 @@
 //! request path reads it through arc-swap guards and never sees a half-applied table.
 mod compile;
 mod dns;
+mod field_path;
 mod policies;
 mod transport;
 

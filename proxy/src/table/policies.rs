@@ -5,6 +5,7 @@ use std::time::Duration;
 use ferry_api::v1::{self, health_check, retry_policy};
 
 use super::compile::{CompileError, duration, err, timeout};
+use super::field_path::Field;
 use crate::resilience::health::{HealthPolicy, Probe};
 use crate::resilience::limits::CircuitBreakers;
 use crate::resilience::outlier::OutlierPolicy;
@@ -89,7 +90,10 @@ pub fn breakers(p: &v1::ConnectionPool) -> Option<CircuitBreakers> {
     CircuitBreakers::new(p.max_connections, p.max_pending_requests, p.max_requests)
 }
 
-pub fn retry(r: &v1::RetryPolicy, path: &str) -> Result<Option<RetryPolicy>, CompileError> {
+pub fn retry(
+    r: &v1::RetryPolicy,
+    path: &(impl std::fmt::Display + ?Sized),
+) -> Result<Option<RetryPolicy>, CompileError> {
     use retry_policy::{GrpcRetryEvent as G, HttpRetryEvent as H, TcpRetryEvent as T};
     let mut http_events = 0u8;
     for (i, e) in r.http_retry_events().enumerate() {
@@ -144,9 +148,9 @@ pub fn retry(r: &v1::RetryPolicy, path: &str) -> Result<Option<RetryPolicy>, Com
     if r.max_retries == 0 {
         return Ok(None);
     }
-    let backoff_base = duration(r.backoff_base.as_ref(), &format!("{path}.backoffBase"))?
+    let backoff_base = duration(r.backoff_base.as_ref(), &Field(path, "backoffBase"))?
         .unwrap_or(RetryPolicy::DEFAULT_BACKOFF_BASE);
-    let backoff_max = duration(r.backoff_max.as_ref(), &format!("{path}.backoffMax"))?
+    let backoff_max = duration(r.backoff_max.as_ref(), &Field(path, "backoffMax"))?
         .unwrap_or(RetryPolicy::DEFAULT_BACKOFF_MAX.max(backoff_base));
     if backoff_max < backoff_base {
         return err(
@@ -158,7 +162,7 @@ pub fn retry(r: &v1::RetryPolicy, path: &str) -> Result<Option<RetryPolicy>, Com
         max_retries: r.max_retries,
         per_try_timeout: timeout(
             r.per_try_timeout.as_ref(),
-            &format!("{path}.perTryTimeout"),
+            &Field(path, "perTryTimeout"),
             None,
         )?,
         http_events,
