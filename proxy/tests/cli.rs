@@ -89,6 +89,20 @@ fn invalid_config_at_startup_exits_non_zero_naming_file_line_and_field() {
             "zero or positive",
         ),
         (
+            "address: 127.0.0.1:1 }",
+            "address: nowhere }",
+            13,
+            "clusters[0].staticEndpoints.endpoints[0].address",
+            "not an ip:port",
+        ),
+        (
+            "    staticEndpoints:",
+            "    connectTimeout: -1s\n    staticEndpoints:",
+            13,
+            "clusters[0].connectTimeout",
+            "zero or positive",
+        ),
+        (
             "address: 127.0.0.1:0",
             "address: localhost",
             3,

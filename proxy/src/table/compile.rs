@@ -152,7 +152,7 @@ fn compile_clusters(
 ) -> Result<HashMap<String, Arc<Cluster>>, CompileError> {
     let mut out = HashMap::with_capacity(source.clusters.len());
     for (i, c) in source.clusters.iter().enumerate() {
-        let path = format!("clusters[{i}]");
+        let path = Index("clusters", i);
         if c.name.is_empty() {
             return err(format!("{path}.name"), "a cluster needs a name");
         }
@@ -174,7 +174,7 @@ fn compile_clusters(
                     health::spawn(Arc::downgrade(&new), policy.clone());
                 }
                 if let Some(cluster::Discovery::Dns(d)) = &c.discovery {
-                    super::dns::subscribe(&new, d, &path, dns)?;
+                    super::dns::subscribe(&new, d, &path.to_string(), dns)?;
                 }
                 new
             }
@@ -186,7 +186,7 @@ fn compile_clusters(
 
 fn compile_cluster(
     c: &v1::Cluster,
-    path: &str,
+    path: &(impl fmt::Display + ?Sized),
     metrics: &Metrics,
 ) -> Result<Cluster, CompileError> {
     let protocol = match c.protocol() {
@@ -233,10 +233,10 @@ fn compile_cluster(
     };
     let connect_timeout = timeout(
         c.connect_timeout.as_ref(),
-        &format!("{path}.connectTimeout"),
+        &Field(path, "connectTimeout"),
         Some(DEFAULT_CONNECT_TIMEOUT),
     )?;
-    let idle_timeout = duration(c.idle_timeout.as_ref(), &format!("{path}.idleTimeout"))?
+    let idle_timeout = duration(c.idle_timeout.as_ref(), &Field(path, "idleTimeout"))?
         .unwrap_or(DEFAULT_UPSTREAM_IDLE);
     let settings = ClusterSettings {
         protocol,
