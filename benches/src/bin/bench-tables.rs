@@ -1,10 +1,11 @@
-//! Writes the routing tables of the load harness (`benches/load/`) as YAML on standard output.
+//! Writes the routing tables of the load harness (`benches/load/`) as YAML (or JSON, with
+//! `--json`) on standard output.
 //!
 //! ```text
 //! bench-tables --http 127.0.0.1:18001 --upstream 127.0.0.1:18000 [--routes N] \
 //!              [--tcp 127.0.0.1:18002 --tcp-upstream 127.0.0.1:18003] \
 //!              [--grpc 127.0.0.1:18014 --grpc-upstream 127.0.0.1:18005] [--version V] \
-//!              [--appmesh-defaults ACCESS_LOG_PATH]
+//!              [--appmesh-defaults ACCESS_LOG_PATH] [--json]
 //! ```
 //!
 //! The table is [`ferry_benches::load_table`]'s (see there): N routes behind the 90/10 prefix route
@@ -20,7 +21,12 @@ fn main() {
     let (mut http, mut upstream, mut routes) = (None, None, 0usize);
     let (mut tcp, mut tcp_upstream, mut version) = (None, None, None);
     let (mut grpc, mut grpc_upstream, mut appmesh_defaults) = (None, None, None);
+    let mut json = false;
     while let Some(flag) = args.next() {
+        if flag == "--json" {
+            json = true;
+            continue;
+        }
         let mut value = || {
             args.next()
                 .unwrap_or_else(|| fail(&format!("{flag} needs a value")))
@@ -61,7 +67,11 @@ fn main() {
         version,
         appmesh_defaults,
     });
-    print!("{}", ferry_api::encode_yaml(&table));
+    if json {
+        print!("{}", ferry_api::encode_json(&table));
+    } else {
+        print!("{}", ferry_api::encode_yaml(&table));
+    }
 }
 
 fn fail(message: &str) -> ! {
