@@ -607,7 +607,8 @@ mod graveyard {
     struct TrimPacer {
         interval: Duration,
         last: Option<Instant>,
-        due: Option<Instant>,
+        /// Memory was freed since the last trim.
+        owed: bool,
     }
 
     impl TrimPacer {
@@ -615,28 +616,24 @@ mod graveyard {
             TrimPacer {
                 interval,
                 last: None,
-                due: None,
+                owed: false,
             }
         }
 
         /// When a deferred trim is due, if one is.
         fn due(&self) -> Option<Instant> {
-            self.due
+            self.last
+                .filter(|_| self.owed)
+                .map(|last| last + self.interval)
         }
 
         /// Whether to trim at `now`; `freed` says that memory was freed since the last call.
         fn trim_now(&mut self, freed: bool, now: Instant) -> bool {
-            let earliest = self.last.map(|l| l + self.interval);
-            let trim = match (freed, self.due) {
-                (_, Some(due)) => now >= due,
-                (true, None) => earliest.is_none_or(|e| now >= e),
-                (false, None) => false,
-            };
+            self.owed |= freed;
+            let trim = self.owed && self.last.is_none_or(|last| now >= last + self.interval);
             if trim {
                 self.last = Some(now);
-                self.due = None;
-            } else if freed && self.due.is_none() {
-                self.due = earliest;
+                self.owed = false;
             }
             trim
         }
@@ -750,12 +747,13 @@ fn forget_metrics(metrics: &Metrics, previous: Option<&RuntimeTable>, next: &Run
         }
         let still: HashSet<&str> = kept.into_iter().flat_map(route_names).collect();
         // Retired first: a request still running on the old table must not create a removed
-        // route's series after they are removed (route series are created on first use).
-        let mut gone = HashSet::new();
+        // route's series after they are removed (route series are created on first use). Route
+        // names are unique within a listener, so each is removed once.
+        let mut gone = Vec::new();
         for r in routes(l) {
             if !still.contains(r.name.as_str()) {
                 r.metrics.retire();
-                gone.insert(r.name.as_str());
+                gone.push(r.name.as_str());
             }
         }
         for route in gone {
