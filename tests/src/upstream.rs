@@ -377,3 +377,77 @@ impl Drop for RefusingH2Upstream {
         self.task.abort();
     }
 }
+
+/// An HTTP/2 upstream that streams every request body back as it arrives, as a bidirectional
+/// gRPC call does: it answers the headers at once (200, `application/grpc`), then echoes each
+/// DATA frame, and ends with trailers (`grpc-status: 0`, and `x-echoed-bytes`) when the request
+/// ends.
+pub struct EchoH2Upstream {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl EchoH2Upstream {
+    pub async fn start() -> EchoH2Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let Ok(mut conn) = h2::server::handshake(stream).await else {
+                        return;
+                    };
+                    while let Some(Ok((req, respond))) = conn.accept().await {
+                        tokio::spawn(echo_stream(req, respond));
+                    }
+                });
+            }
+        });
+        EchoH2Upstream { addr, task }
+    }
+}
+
+async fn echo_stream(
+    req: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+) {
+    let resp = http::Response::builder()
+        .status(200)
+        .header("content-type", "application/grpc")
+        .body(())
+        .expect("response");
+    let Ok(mut tx) = respond.send_response(resp, false) else {
+        return;
+    };
+    let mut rx = req.into_body();
+    let mut echoed = 0usize;
+    while let Some(Ok(data)) = rx.data().await {
+        let _ = rx.flow_control().release_capacity(data.len());
+        echoed += data.len();
+        let mut rest = data;
+        // Sent as the window allows, so a large body does not pile up in h2's buffers.
+        while !rest.is_empty() {
+            tx.reserve_capacity(rest.len());
+            let Some(Ok(n)) = std::future::poll_fn(|cx| tx.poll_capacity(cx)).await else {
+                return;
+            };
+            let chunk = rest.split_to(n.min(rest.len()));
+            if tx.send_data(chunk, false).is_err() {
+                return;
+            }
+        }
+    }
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    trailers.insert("x-echoed-bytes", http::HeaderValue::from(echoed));
+    let _ = tx.send_trailers(trailers);
+}
+
+impl Drop for EchoH2Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

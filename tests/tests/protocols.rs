@@ -206,3 +206,123 @@ async fn load_balancing_spreads_over_endpoints() {
         }
     }
 }
+
+/// An HTTP/2 client on prior knowledge, its connection driven by a task.
+async fn h2_client(addr: std::net::SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (client, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+fn grpc_call(addr: std::net::SocketAddr, method: &str) -> http::Request<()> {
+    http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}/echo.Echo/{method}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap()
+}
+
+/// Reads `n` bytes of `body`, giving the window back as it goes.
+async fn read_exactly(body: &mut h2::RecvStream, n: usize) -> Vec<u8> {
+    let mut got = Vec::with_capacity(n);
+    while got.len() < n {
+        let data = body.data().await.expect("body ended early").expect("data");
+        let _ = body.flow_control().release_capacity(data.len());
+        got.extend_from_slice(&data);
+    }
+    got
+}
+
+#[tokio::test]
+async fn a_bidirectional_stream_flows_both_ways_through_an_http2_upstream() {
+    // The upstream answers before the request body has begun: the proxy must keep streaming
+    // the client's messages after the response, each echoed before the next is sent.
+    let up = ferry_tests::upstream::EchoH2Upstream::start().await;
+    let proxy = ProxyProcess::start(&table_yaml(CATCH_ALL_TO_A, &[("a", &[up.addr], "GRPC")]))
+        .await
+        .expect("proxy");
+    let addr = proxy.listener("web").await.expect("listener");
+    let mut client = h2_client(addr).await.ready().await.expect("ready");
+    let (response, mut tx) = client
+        .send_request(grpc_call(addr, "Bidi"), false)
+        .expect("send");
+    let response = response.await.expect("response headers before any message");
+    assert_eq!(response.status(), 200);
+    let mut rx = response.into_body();
+    let mut sent = 0;
+    for i in 0..3 {
+        let message = bytes::Bytes::from(format!("message {i} of a bidirectional call"));
+        sent += message.len();
+        tx.send_data(message.clone(), false).expect("send message");
+        let echo = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            read_exactly(&mut rx, message.len()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("message {i} was not echoed"));
+        assert_eq!(echo, message);
+    }
+    tx.send_data(bytes::Bytes::new(), true).expect("end");
+    assert!(rx.data().await.is_none(), "nothing after the echoes");
+    let trailers = rx
+        .trailers()
+        .await
+        .expect("trailers")
+        .expect("some trailers");
+    assert_eq!(trailers["grpc-status"], "0");
+    assert_eq!(trailers["x-echoed-bytes"], sent.to_string().as_str());
+}
+
+#[tokio::test]
+async fn a_body_larger_than_every_window_streams_through_an_http2_upstream() {
+    // 3 MiB each way: more than the upstream's 64 KiB stream window and the proxy's own, so
+    // every hop waits for WINDOW_UPDATEs, and nothing may be lost or reordered.
+    let up = ferry_tests::upstream::EchoH2Upstream::start().await;
+    let proxy = ProxyProcess::start(&table_yaml(CATCH_ALL_TO_A, &[("a", &[up.addr], "GRPC")]))
+        .await
+        .expect("proxy");
+    let addr = proxy.listener("web").await.expect("listener");
+    let mut client = h2_client(addr).await.ready().await.expect("ready");
+    let (response, mut tx) = client
+        .send_request(grpc_call(addr, "Large"), false)
+        .expect("send");
+    let payload: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let to_send = bytes::Bytes::from(payload.clone());
+    let writer = tokio::spawn(async move {
+        let mut rest = to_send;
+        while !rest.is_empty() {
+            tx.reserve_capacity(rest.len().min(16 * 1024));
+            let n = std::future::poll_fn(|cx| tx.poll_capacity(cx))
+                .await
+                .expect("capacity")
+                .expect("capacity");
+            let chunk = rest.split_to(n.min(rest.len()));
+            tx.send_data(chunk, rest.is_empty()).expect("send chunk");
+        }
+    });
+    let response = response.await.expect("response");
+    assert_eq!(response.status(), 200);
+    let mut rx = response.into_body();
+    let echoed = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        read_exactly(&mut rx, payload.len()),
+    )
+    .await
+    .expect("the echo stalled");
+    writer.await.expect("writer");
+    assert!(echoed == payload, "the echo differs from what was sent");
+    let trailers = rx
+        .trailers()
+        .await
+        .expect("trailers")
+        .expect("some trailers");
+    assert_eq!(
+        trailers["x-echoed-bytes"],
+        payload.len().to_string().as_str()
+    );
+}

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use crossbeam_queue::SegQueue;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http1;
 
 use super::h1::RawConn;
 use super::handoff::{Handoff, Waiter};
@@ -36,7 +36,7 @@ pub struct Endpoint {
     /// A task is closing this endpoint's expired and dead direct connections.
     reaping: AtomicBool,
     /// The shared HTTP/2 connection, multiplexing every request to this endpoint.
-    pub(super) h2: ArcSwapOption<http2::SendRequest<RequestBody>>,
+    pub(super) h2: ArcSwapOption<super::h2_client::H2Conn>,
     /// Serialises opening the HTTP/2 connection so a burst does not open one each.
     pub(super) h2_connecting: tokio::sync::Mutex<()>,
 }

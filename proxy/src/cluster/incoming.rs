@@ -7,11 +7,14 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::h1::DirectBody;
+use super::h2_client::H2Body;
 use crate::http::BoxError;
 
 pub enum UpstreamIncoming {
-    /// hyper's client: HTTP/2, requests with a body, upgrades.
+    /// hyper's HTTP/1.1 client: requests with a body, upgrades.
     Hyper(Incoming),
+    /// The HTTP/2 client.
+    H2(H2Body),
     /// The direct HTTP/1.1 client (bodiless requests).
     Direct(DirectBody),
 }
@@ -31,6 +34,9 @@ impl Body for UpstreamIncoming {
             UpstreamIncoming::Direct(b) => Pin::new(b)
                 .poll_frame(cx)
                 .map(|f| f.map(|f| f.map_err(BoxError::from))),
+            UpstreamIncoming::H2(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(BoxError::from))),
         }
     }
 
@@ -38,6 +44,7 @@ impl Body for UpstreamIncoming {
         match self {
             UpstreamIncoming::Hyper(b) => b.is_end_stream(),
             UpstreamIncoming::Direct(b) => b.is_end_stream(),
+            UpstreamIncoming::H2(b) => b.is_end_stream(),
         }
     }
 
@@ -45,6 +52,7 @@ impl Body for UpstreamIncoming {
         match self {
             UpstreamIncoming::Hyper(b) => b.size_hint(),
             UpstreamIncoming::Direct(b) => b.size_hint(),
+            UpstreamIncoming::H2(b) => b.size_hint(),
         }
     }
 }

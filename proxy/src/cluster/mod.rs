@@ -2,10 +2,10 @@
 //!
 //! A cluster outlives routing tables: when a new table defines a cluster exactly as before, the
 //! same `Arc<Cluster>` is reused, so its pools, counters and (later) health state carry over.
-mod boxed_spawn;
 mod counted;
 mod endpoint;
 mod h1;
+mod h2_client;
 mod handoff;
 mod incoming;
 mod pool;

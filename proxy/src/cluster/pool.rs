@@ -1,5 +1,5 @@
 //! Talking to an endpoint: HTTP/1.1 connections are pooled per endpoint and reused once a response
-//! has been read whole; HTTP/2 uses one multiplexed connection per endpoint. A request that a
+//! has been read whole; HTTP/2 uses one multiplexed connection per endpoint ([`super::h2_client`]). A request that a
 //! pooled connection could not even send (the upstream closed it meanwhile) is given back by
 //! hyper and sent on another connection, so keep-alive races never reach the client.
 //!
@@ -14,15 +14,15 @@ use futures_util::FutureExt;
 use futures_util::future::Either;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::tls::ClientStream;
 
-use super::boxed_spawn::BoxedSpawn;
 use super::counted::Counted;
 use super::h1::{self, ActiveGuard};
+use super::h2_client;
 use super::{Cluster, Endpoint, UpstreamIncoming, UpstreamProtocol};
 use crate::http::RequestBody;
 
@@ -48,6 +48,11 @@ pub enum UpstreamError {
         addr: SocketAddr,
         source: hyper::Error,
     },
+    #[error("handshake with {addr} failed: {source}")]
+    H2Handshake { addr: SocketAddr, source: h2::Error },
+    /// An HTTP/2 stream that failed: refused, reset, or its connection gone.
+    #[error("request to {addr} failed: {source}")]
+    Stream { addr: SocketAddr, source: h2::Error },
     #[error("request to {addr} failed: {source}")]
     Exchange {
         addr: SocketAddr,
@@ -66,6 +71,7 @@ impl UpstreamError {
                 | UpstreamError::Connect { .. }
                 | UpstreamError::ConnectTimeout { .. }
                 | UpstreamError::Handshake { .. }
+                | UpstreamError::H2Handshake { .. }
         )
     }
 }
@@ -105,11 +111,10 @@ pub fn send<'a>(
                 |result| result.map(|(resp, pooled)| (resp.map(UpstreamIncoming::Hyper), pooled)),
             )))
         }
-        UpstreamProtocol::Http2 => {
-            Either::Right(Either::Right(send_h2(cluster, ep, req).map(|result| {
-                result.map(|resp| (resp.map(UpstreamIncoming::Hyper), None))
-            })))
-        }
+        UpstreamProtocol::Http2 => Either::Right(Either::Right(
+            h2_client::send(cluster, ep, req)
+                .map(|result| result.map(|resp| (resp.map(UpstreamIncoming::H2), None))),
+        )),
     }
 }
 
@@ -235,89 +240,6 @@ async fn open_h1(
         drop::<ActiveGuard>(active);
     };
     tokio::spawn(drive);
-    Ok(sender)
-}
-
-// Not an `async fn`, on purpose: see `pool::send`.
-#[allow(clippy::manual_async_fn)]
-fn send_h2<'a>(
-    cluster: &'a Cluster,
-    ep: &'a Arc<Endpoint>,
-    mut req: Request<RequestBody>,
-) -> impl Future<Output = Result<Response<Incoming>, UpstreamError>> + 'a {
-    async move {
-        // Two rounds at most: the shared connection, then a fresh one if it turned out to be gone.
-        for _ in 0..2 {
-            let mut sender = h2_sender(cluster, ep).await?;
-            if sender.ready().await.is_err() {
-                ep.h2.store(None);
-                continue;
-            }
-            match sender.try_send_request(req).await {
-                Ok(resp) => return Ok(resp),
-                Err(mut e) => match e.take_message() {
-                    Some(r) => {
-                        ep.h2.store(None);
-                        req = r;
-                    }
-                    None => {
-                        return Err(UpstreamError::Request {
-                            addr: ep.addr,
-                            source: e.into_error(),
-                        });
-                    }
-                },
-            }
-        }
-        // Both rounds found dead connections: open one last and report what it says.
-        let mut sender = h2_sender(cluster, ep).await?;
-        sender
-            .send_request(req)
-            .await
-            .map_err(|source| UpstreamError::Request {
-                addr: ep.addr,
-                source,
-            })
-    }
-}
-
-/// The endpoint's shared HTTP/2 connection, opened if there is none (one opener at a time).
-async fn h2_sender(
-    cluster: &Cluster,
-    ep: &Arc<Endpoint>,
-) -> Result<http2::SendRequest<RequestBody>, UpstreamError> {
-    if let Some(s) = ep.h2.load_full().filter(|s| !s.is_closed()) {
-        return Ok((*s).clone());
-    }
-    let _opening = ep.h2_connecting.lock().await;
-    if let Some(s) = ep.h2.load_full().filter(|s| !s.is_closed()) {
-        return Ok((*s).clone());
-    }
-    // Boxed for the reason `open_h1` is.
-    let sender = Box::pin(open_h2(cluster, ep)).await?;
-    ep.h2.store(Some(Arc::new(sender.clone())));
-    Ok(sender)
-}
-
-/// A new HTTP/2 connection to `ep`, driven by its own task.
-async fn open_h2(
-    cluster: &Cluster,
-    ep: &Endpoint,
-) -> Result<http2::SendRequest<RequestBody>, UpstreamError> {
-    let io = connect(cluster, ep).await?;
-    let (sender, conn) = http2::Builder::new(BoxedSpawn)
-        .timer(TokioTimer::new())
-        .handshake(TokioIo::new(io))
-        .await
-        .map_err(|source| UpstreamError::Handshake {
-            addr: ep.addr,
-            source,
-        })?;
-    let active = ActiveGuard::new(cluster.metrics.cx_active.clone());
-    tokio::spawn(async move {
-        let _ = conn.await;
-        drop(active);
-    });
     Ok(sender)
 }
 

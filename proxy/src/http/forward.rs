@@ -298,21 +298,13 @@ fn classify(e: &UpstreamError) -> Outcome {
     match e {
         UpstreamError::Timeout(_) => Outcome::PerTryTimeout,
         e if e.is_connect() => Outcome::ConnectFailure,
-        UpstreamError::Request { source, .. } if refused_stream(source) => Outcome::RefusedStream,
+        UpstreamError::Stream { source, .. }
+            if source.reason() == Some(h2::Reason::REFUSED_STREAM) =>
+        {
+            Outcome::RefusedStream
+        }
         _ => Outcome::Reset,
     }
-}
-
-/// Whether the upstream refused the HTTP/2 stream (REFUSED_STREAM): nothing was processed.
-fn refused_stream(e: &hyper::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(h2) = s.downcast_ref::<h2::Error>() {
-            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
-        }
-        source = s.source();
-    }
-    false
 }
 
 /// Interned once: looking up by a `&str` would parse and hash the name on every response.

@@ -1,0 +1,244 @@
+//! Ferry's HTTP/2 upstream client (HTTP/2 and gRPC clusters), on the h2 crate directly.
+//!
+//! hyper's HTTP/2 client hands each request across a channel to a task that owns the
+//! connection's sender, which then spawns a task per request to wait for the response and send
+//! it back through a oneshot, and another to stream the body when it is not there at once. Here
+//! the request's own task opens the stream, sends the body and waits for the response: no
+//! channel, no spawn per request. One task per connection still drives its reads and writes.
+//! Callgrind, 20,000 gRPC unary calls: 1,569 M instructions against 1,722 M with hyper's client
+//! (−8.9%) (issue #7).
+mod body;
+mod pipe;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use h2::client::{ResponseFuture, SendRequest};
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE,
+};
+use http::{HeaderMap, Method, Request, Response};
+use http_body::Body;
+
+pub use body::H2Body;
+use pipe::Pipe;
+
+use super::h1::ActiveGuard;
+use super::pool::{UpstreamError, connect};
+use super::{Cluster, Endpoint};
+use crate::http::RequestBody;
+
+/// Per-stream receive window: 2 MiB, as hyper's client had, so a large response streams
+/// without waiting for WINDOW_UPDATEs on loopback-fast links.
+const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+/// Connection receive window: 5 MiB, shared by the streams.
+const CONN_WINDOW: u32 = 5 * 1024 * 1024;
+/// What h2 buffers per stream ahead of the upstream's window.
+const MAX_SEND_BUFFER: usize = 1024 * 1024;
+/// Largest response header block accepted.
+const MAX_HEADER_LIST: u32 = 16 * 1024;
+/// Streams reset by the proxy and still tracked, past which the connection is closed.
+const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+
+/// An endpoint's shared HTTP/2 connection.
+pub struct H2Conn {
+    sender: SendRequest<Bytes>,
+    /// Set by the task that drives the connection when the connection ends.
+    closed: Arc<AtomicBool>,
+}
+
+impl H2Conn {
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// Sends `req` on `ep`'s shared connection, opening it if there is none or it has ended. A
+/// request that could not be given a stream (the connection closed or the upstream sent GOAWAY
+/// meanwhile) goes on a new connection, so that race never reaches the client.
+///
+/// Not an `async fn`, for the reason `pool::send` gives.
+#[allow(clippy::manual_async_fn)]
+pub fn send<'a>(
+    cluster: &'a Cluster,
+    ep: &'a Arc<Endpoint>,
+    req: Request<RequestBody>,
+) -> impl Future<Output = Result<Response<H2Body>, UpstreamError>> + 'a {
+    async move {
+        let (head, body) = req.into_parts();
+        let mut head = Request::from_parts(head, ());
+        strip_connection_headers(head.headers_mut());
+        if let Some(len) = body.size_hint().exact()
+            && (len != 0 || has_payload_semantics(head.method()))
+            && !head.headers().contains_key(CONTENT_LENGTH)
+        {
+            head.headers_mut()
+                .insert(CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        let eos = body.is_end_stream();
+        let mut sender = None;
+        // Two rounds at most: the shared connection, then a fresh one if it turned out gone.
+        for _ in 0..2 {
+            let conn = shared(cluster, ep).await?;
+            match conn.sender.clone().ready().await {
+                Ok(s) => {
+                    sender = Some(s);
+                    break;
+                }
+                Err(_) => forget(ep, &conn),
+            }
+        }
+        let mut sender = match sender {
+            Some(s) => s,
+            // Both rounds found dead connections: open one last and report what it says.
+            None => shared(cluster, ep)
+                .await?
+                .sender
+                .clone()
+                .ready()
+                .await
+                .map_err(|source| UpstreamError::Stream {
+                    addr: ep.addr,
+                    source,
+                })?,
+        };
+        let (response, tx) =
+            sender
+                .send_request(head, eos)
+                .map_err(|source| UpstreamError::Stream {
+                    addr: ep.addr,
+                    source,
+                })?;
+        drop(sender);
+        let exchange = Exchange {
+            response,
+            pipe: (!eos).then(|| Pipe::new(body, tx)),
+        };
+        let resp = exchange.await.map_err(|source| UpstreamError::Stream {
+            addr: ep.addr,
+            source,
+        })?;
+        let (parts, recv) = resp.into_parts();
+        let body = H2Body::new(recv, &parts.headers);
+        Ok(Response::from_parts(parts, body))
+    }
+}
+
+/// The response, with the request body streaming beside it until the response comes.
+struct Exchange {
+    response: ResponseFuture,
+    pipe: Option<Pipe>,
+}
+
+impl Future for Exchange {
+    type Output = Result<Response<h2::RecvStream>, h2::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Some(pipe) = &mut this.pipe
+            && let Poll::Ready(result) = Pin::new(pipe).poll(cx)
+        {
+            if let Err(e) = result {
+                // The stream is reset (by the upstream, or by the pipe when the client's body
+                // broke): the response future reports it.
+                tracing::debug!("request body not sent whole: {e}");
+            }
+            this.pipe = None;
+        }
+        let resp = ready!(Pin::new(&mut this.response).poll(cx));
+        if let Some(pipe) = this.pipe.take() {
+            // The response came before the body was sent whole (a streaming call): the rest
+            // of the body streams from a task of its own, for as long as the client sends.
+            tokio::spawn(async move {
+                if let Err(e) = pipe.await {
+                    tracing::debug!("request body not sent whole: {e}");
+                }
+            });
+        }
+        Poll::Ready(resp)
+    }
+}
+
+/// The endpoint's shared connection, opened if there is none (one opener at a time).
+async fn shared(cluster: &Cluster, ep: &Arc<Endpoint>) -> Result<Arc<H2Conn>, UpstreamError> {
+    if let Some(c) = ep.h2.load_full().filter(|c| !c.is_closed()) {
+        return Ok(c);
+    }
+    let _opening = ep.h2_connecting.lock().await;
+    if let Some(c) = ep.h2.load_full().filter(|c| !c.is_closed()) {
+        return Ok(c);
+    }
+    // Boxed: connecting is the rare path, and its state would otherwise make every request's
+    // future larger.
+    let conn = Arc::new(Box::pin(open(cluster, ep)).await?);
+    ep.h2.store(Some(Arc::clone(&conn)));
+    Ok(conn)
+}
+
+/// Drops `conn` from the endpoint, unless another request has replaced it already.
+fn forget(ep: &Endpoint, conn: &Arc<H2Conn>) {
+    ep.h2
+        .compare_and_swap(&Some(Arc::clone(conn)), None::<Arc<H2Conn>>);
+}
+
+/// A new HTTP/2 connection to `ep` (TLS when the cluster originates it, with h2 by ALPN),
+/// driven by a task of its own until the upstream closes it or nothing holds its sender.
+async fn open(cluster: &Cluster, ep: &Endpoint) -> Result<H2Conn, UpstreamError> {
+    let io = connect(cluster, ep).await?;
+    let (sender, conn) = h2::client::Builder::new()
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONN_WINDOW)
+        .max_send_buffer_size(MAX_SEND_BUFFER)
+        .max_header_list_size(MAX_HEADER_LIST)
+        .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
+        .enable_push(false)
+        .handshake::<_, Bytes>(io)
+        .await
+        .map_err(|source| UpstreamError::H2Handshake {
+            addr: ep.addr,
+            source,
+        })?;
+    let closed = Arc::new(AtomicBool::new(false));
+    let active = ActiveGuard::new(cluster.metrics.cx_active.clone());
+    let addr = ep.addr;
+    let done = Arc::clone(&closed);
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%addr, "upstream HTTP/2 connection ended: {e}");
+        }
+        done.store(true, Ordering::Release);
+        drop(active);
+    });
+    Ok(H2Conn { sender, closed })
+}
+
+/// Headers that HTTP/2 forbids (RFC 9113 §8.2.2). The handler has removed hop-by-hop headers
+/// already, except those an upgrade keeps; h2 would refuse the request over them.
+fn strip_connection_headers(h: &mut HeaderMap) {
+    static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+    static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+    for name in [
+        &CONNECTION,
+        &UPGRADE,
+        &TRANSFER_ENCODING,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+    ] {
+        h.remove(name);
+    }
+    if h.get(TE).is_some_and(|v| v != "trailers") {
+        h.remove(TE);
+    }
+}
+
+/// Whether a body on `method` has a meaning, so that an empty one is announced with
+/// `Content-Length: 0` (as hyper's client did).
+fn has_payload_semantics(method: &Method) -> bool {
+    !matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::DELETE | Method::CONNECT
+    )
+}
