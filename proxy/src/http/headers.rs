@@ -120,7 +120,10 @@ pub fn ensure_request_id(h: &mut HeaderMap) {
     let id = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let s = id.hyphenated().encode_lower(&mut buf);
-    if let Ok(v) = HeaderValue::from_str(s) {
+    if let Ok(mut v) = HeaderValue::from_str(s) {
+        // Never indexed by HTTP/2's header compression: a value that never repeats would only
+        // push the ones that do out of the table (see `cluster::h2_client`).
+        v.set_sensitive(true);
         h.insert(X_REQUEST_ID.clone(), v);
     }
 }
@@ -128,6 +131,18 @@ pub fn ensure_request_id(h: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_generated_request_id_is_a_uuid_never_indexed_and_a_client_one_is_kept() {
+        let mut h = HeaderMap::new();
+        ensure_request_id(&mut h);
+        let id = &h[&X_REQUEST_ID];
+        assert!(uuid::Uuid::parse_str(id.to_str().unwrap_or_default()).is_ok());
+        assert!(id.is_sensitive(), "a fresh id would churn HPACK's table");
+        let mut h = map(&[("x-request-id", "abc")]);
+        ensure_request_id(&mut h);
+        assert_eq!(h[&X_REQUEST_ID], "abc");
+    }
 
     fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -250,7 +250,12 @@ pub fn traceparent_value(trace_id: u128, span_id: u64, flags: u8) -> HeaderValue
     out[52] = b'-';
     out[53] = DIGITS[usize::from(flags >> 4)];
     out[54] = DIGITS[usize::from(flags & 0xf)];
-    HeaderValue::from_bytes(&out).unwrap_or_else(|_| unreachable!("hex digits and dashes"))
+    let mut v =
+        HeaderValue::from_bytes(&out).unwrap_or_else(|_| unreachable!("hex digits and dashes"));
+    // A new span id on every hop: never indexed by HTTP/2's header compression, where it would
+    // only push out values that repeat (see `cluster::h2_client`).
+    v.set_sensitive(true);
+    v
 }
 
 #[cfg(test)]
