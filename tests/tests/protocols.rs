@@ -217,14 +217,31 @@ async fn h2_client(addr: std::net::SocketAddr) -> h2::client::SendRequest<bytes:
     client
 }
 
-fn grpc_call(addr: std::net::SocketAddr, method: &str) -> http::Request<()> {
-    http::Request::builder()
+/// A gRPC call to `method`, through a proxy, to an upstream that echoes its messages: the
+/// upstream and the proxy (kept alive by the caller), the response, and the request's stream.
+async fn echo_call(
+    method: &str,
+) -> (
+    ferry_tests::upstream::EchoH2Upstream,
+    ProxyProcess,
+    h2::client::ResponseFuture,
+    h2::SendStream<bytes::Bytes>,
+) {
+    let up = ferry_tests::upstream::EchoH2Upstream::start().await;
+    let proxy = ProxyProcess::start(&table_yaml(CATCH_ALL_TO_A, &[("a", &[up.addr], "GRPC")]))
+        .await
+        .expect("proxy");
+    let addr = proxy.listener("web").await.expect("listener");
+    let mut client = h2_client(addr).await.ready().await.expect("ready");
+    let call = http::Request::builder()
         .method("POST")
         .uri(format!("http://{addr}/echo.Echo/{method}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .body(())
-        .unwrap()
+        .unwrap();
+    let (response, tx) = client.send_request(call, false).expect("send");
+    (up, proxy, response, tx)
 }
 
 /// Reads `n` bytes of `body`, giving the window back as it goes.
@@ -242,15 +259,7 @@ async fn read_exactly(body: &mut h2::RecvStream, n: usize) -> Vec<u8> {
 async fn a_bidirectional_stream_flows_both_ways_through_an_http2_upstream() {
     // The upstream answers before the request body has begun: the proxy must keep streaming
     // the client's messages after the response, each echoed before the next is sent.
-    let up = ferry_tests::upstream::EchoH2Upstream::start().await;
-    let proxy = ProxyProcess::start(&table_yaml(CATCH_ALL_TO_A, &[("a", &[up.addr], "GRPC")]))
-        .await
-        .expect("proxy");
-    let addr = proxy.listener("web").await.expect("listener");
-    let mut client = h2_client(addr).await.ready().await.expect("ready");
-    let (response, mut tx) = client
-        .send_request(grpc_call(addr, "Bidi"), false)
-        .expect("send");
+    let (_up, _proxy, response, mut tx) = echo_call("Bidi").await;
     let response = response.await.expect("response headers before any message");
     assert_eq!(response.status(), 200);
     let mut rx = response.into_body();
@@ -282,15 +291,7 @@ async fn a_bidirectional_stream_flows_both_ways_through_an_http2_upstream() {
 async fn a_body_larger_than_every_window_streams_through_an_http2_upstream() {
     // 3 MiB each way: more than the upstream's 64 KiB stream window and the proxy's own, so
     // every hop waits for WINDOW_UPDATEs, and nothing may be lost or reordered.
-    let up = ferry_tests::upstream::EchoH2Upstream::start().await;
-    let proxy = ProxyProcess::start(&table_yaml(CATCH_ALL_TO_A, &[("a", &[up.addr], "GRPC")]))
-        .await
-        .expect("proxy");
-    let addr = proxy.listener("web").await.expect("listener");
-    let mut client = h2_client(addr).await.ready().await.expect("ready");
-    let (response, mut tx) = client
-        .send_request(grpc_call(addr, "Large"), false)
-        .expect("send");
+    let (_up, _proxy, response, mut tx) = echo_call("Large").await;
     let payload: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     let to_send = bytes::Bytes::from(payload.clone());
     let writer = tokio::spawn(async move {
