@@ -216,11 +216,16 @@ async fn open(cluster: &Cluster, ep: &Endpoint) -> Result<H2Conn, UpstreamError>
     Ok(H2Conn { sender, closed })
 }
 
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
 /// Headers that HTTP/2 forbids (RFC 9113 §8.2.2). The handler has removed hop-by-hop headers
-/// already, except those an upgrade keeps; h2 would refuse the request over them.
+/// already, except those an upgrade keeps; h2 would refuse the request over them. One pass over
+/// the fields finds none in the common case, where a removal of each name would hash it.
 fn strip_connection_headers(h: &mut HeaderMap) {
-    static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-    static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+    if !h.iter().any(|(n, v)| is_connection_specific(n, v)) {
+        return;
+    }
     for name in [
         &CONNECTION,
         &UPGRADE,
@@ -233,6 +238,15 @@ fn strip_connection_headers(h: &mut HeaderMap) {
     if h.get(TE).is_some_and(|v| v != "trailers") {
         h.remove(TE);
     }
+}
+
+fn is_connection_specific(name: &HeaderName, value: &HeaderValue) -> bool {
+    name == CONNECTION
+        || name == UPGRADE
+        || name == TRANSFER_ENCODING
+        || (name == TE && value != "trailers")
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
 }
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
