@@ -327,3 +327,66 @@ async fn a_body_larger_than_every_window_streams_through_an_http2_upstream() {
         payload.len().to_string().as_str()
     );
 }
+
+/// An HTTP/2 upstream that never answers and reports the reason of every RST_STREAM it gets.
+async fn silent_h2_upstream() -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<h2::Reason>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (resets, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let resets = resets.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    let resets = resets.clone();
+                    tokio::spawn(async move {
+                        if let Ok(reason) = std::future::poll_fn(|cx| respond.poll_reset(cx)).await
+                        {
+                            let _ = resets.send(reason);
+                        }
+                    });
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+async fn next_reset(resets: &mut tokio::sync::mpsc::UnboundedReceiver<h2::Reason>) -> h2::Reason {
+    tokio::time::timeout(std::time::Duration::from_secs(3), resets.recv())
+        .await
+        .expect("the upstream stream was never reset")
+        .expect("reset")
+}
+
+#[tokio::test]
+async fn a_timed_out_or_abandoned_request_is_cancelled_at_the_http2_upstream() {
+    let (up, mut resets) = silent_h2_upstream().await;
+    let route = "- name: all\n  match: { prefix: / }\n  action:\n    weightedTargets: [{ cluster: a, weight: 1 }]\n    timeouts: { request: 0.3s }\n";
+    let proxy = ProxyProcess::start(&table_yaml(route, &[("a", &[up], "HTTP2")]))
+        .await
+        .expect("proxy");
+    let url = proxy.url("web").await;
+    // The route's timeout answers the client 504 and stops the upstream's work.
+    let r = Client::http2().get(&url).await.expect("get");
+    assert_eq!(r.status, 504);
+    assert_eq!(next_reset(&mut resets).await, h2::Reason::CANCEL);
+
+    // A client that goes away: its stream is reset, and so is the upstream's.
+    let addr = proxy.listener("web").await.expect("listener");
+    let mut client = h2_client(addr).await.ready().await.expect("ready");
+    let request = http::Request::builder()
+        .uri(format!("http://{addr}/abandoned"))
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(request, true).expect("send");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    drop(response);
+    assert_eq!(next_reset(&mut resets).await, h2::Reason::CANCEL);
+}
