@@ -317,6 +317,34 @@ impl Drop for WsEchoUpstream {
     }
 }
 
+/// Serves HTTP/2 (prior knowledge) on `listener`: every stream goes to `on_stream` in a task of
+/// its own. Returns the accept loop's task.
+pub fn serve_h2<F, Fut>(listener: TcpListener, on_stream: F) -> JoinHandle<()>
+where
+    F: Fn(http::Request<h2::RecvStream>, h2::server::SendResponse<Bytes>) -> Fut
+        + Clone
+        + Send
+        + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let on_stream = on_stream.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(stream).await else {
+                    return;
+                };
+                while let Some(Ok((req, respond))) = conn.accept().await {
+                    tokio::spawn(on_stream(req, respond));
+                }
+            });
+        }
+    })
+}
+
 /// An HTTP/2 upstream that refuses its first `refuse` streams (RST_STREAM REFUSED_STREAM, the
 /// signal that nothing was processed) and answers 200 "ok" after that.
 pub struct RefusingH2Upstream {
@@ -331,32 +359,22 @@ impl RefusingH2Upstream {
         let addr = listener.local_addr().expect("local addr");
         let streams = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&streams);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let counter = Arc::clone(&counter);
-                tokio::spawn(async move {
-                    let Ok(mut conn) = h2::server::handshake(stream).await else {
-                        return;
-                    };
-                    while let Some(Ok((_req, mut respond))) = conn.accept().await {
-                        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-                        if n <= refuse {
-                            respond.send_reset(h2::Reason::REFUSED_STREAM);
-                            continue;
-                        }
-                        let resp = http::Response::builder()
-                            .status(200)
-                            .header("x-upstream", "refusing")
-                            .body(())
-                            .expect("response");
-                        if let Ok(mut body) = respond.send_response(resp, false) {
-                            let _ = body.send_data(Bytes::from_static(b"ok"), true);
-                        }
-                    }
-                });
+        let task = serve_h2(listener, move |_req, mut respond| {
+            let counter = Arc::clone(&counter);
+            async move {
+                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                if n <= refuse {
+                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                    return;
+                }
+                let resp = http::Response::builder()
+                    .status(200)
+                    .header("x-upstream", "refusing")
+                    .body(())
+                    .expect("response");
+                if let Ok(mut body) = respond.send_response(resp, false) {
+                    let _ = body.send_data(Bytes::from_static(b"ok"), true);
+                }
             }
         });
         RefusingH2Upstream {
@@ -391,21 +409,7 @@ impl EchoH2Upstream {
     pub async fn start() -> EchoH2Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                tokio::spawn(async move {
-                    let Ok(mut conn) = h2::server::handshake(stream).await else {
-                        return;
-                    };
-                    while let Some(Ok((req, respond))) = conn.accept().await {
-                        tokio::spawn(echo_stream(req, respond));
-                    }
-                });
-            }
-        });
+        let task = serve_h2(listener, echo_stream);
         EchoH2Upstream { addr, task }
     }
 }

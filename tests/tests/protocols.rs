@@ -336,23 +336,12 @@ async fn silent_h2_upstream() -> (
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (resets, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let resets = resets.clone();
-            tokio::spawn(async move {
-                let Ok(mut conn) = h2::server::handshake(tcp).await else {
-                    return;
-                };
-                while let Some(Ok((_req, mut respond))) = conn.accept().await {
-                    let resets = resets.clone();
-                    tokio::spawn(async move {
-                        if let Ok(reason) = std::future::poll_fn(|cx| respond.poll_reset(cx)).await
-                        {
-                            let _ = resets.send(reason);
-                        }
-                    });
-                }
-            });
+    ferry_tests::upstream::serve_h2(listener, move |_req, mut respond| {
+        let resets = resets.clone();
+        async move {
+            if let Ok(reason) = std::future::poll_fn(|cx| respond.poll_reset(cx)).await {
+                let _ = resets.send(reason);
+            }
         }
     });
     (addr, rx)
