@@ -54,7 +54,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
 }
 
 /// The hop-by-hop headers of RFC 9110 §7.6.1, plus the legacy ones proxies strip.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     name == CONNECTION
         || name == TRANSFER_ENCODING
         || name == UPGRADE

@@ -21,5 +21,6 @@ pub use framing::{FramingVerdict, Watched, ambiguous_request};
 pub use handler::handle;
 /// Public for the fuzz targets (fuzz/) as much as for the handler.
 pub use headers::{
-    add_forwarding, client_ip_value, ensure_request_id, strip_hop_by_hop, wants_upgrade,
+    X_REQUEST_ID, add_forwarding, client_ip_value, ensure_request_id, is_hop_by_hop,
+    strip_hop_by_hop, wants_upgrade,
 };

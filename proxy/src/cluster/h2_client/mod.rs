@@ -17,9 +17,7 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use h2::client::{ResponseFuture, SendRequest};
-use http::header::{
-    CONNECTION, CONTENT_LENGTH, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE,
-};
+use http::header::{CONTENT_LENGTH, HeaderValue, TE};
 use http::{HeaderMap, Method, Request, Response};
 use http_body::Body;
 
@@ -29,7 +27,7 @@ use pipe::Pipe;
 use super::h1::ActiveGuard;
 use super::pool::{UpstreamError, connect};
 use super::{Cluster, Endpoint};
-use crate::http::RequestBody;
+use crate::http::{RequestBody, X_REQUEST_ID, is_hop_by_hop, strip_hop_by_hop};
 
 /// Per-stream receive window: 2 MiB, as hyper's client had, so a large response streams
 /// without waiting for WINDOW_UPDATEs on loopback-fast links.
@@ -216,40 +214,22 @@ async fn open(cluster: &Cluster, ep: &Endpoint) -> Result<H2Conn, UpstreamError>
     Ok(H2Conn { sender, closed })
 }
 
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-
-/// Headers that HTTP/2 forbids (RFC 9113 §8.2.2). The handler has removed hop-by-hop headers
-/// already, except those an upgrade keeps; h2 would refuse the request over them. One pass over
-/// the fields finds none in the common case, where a removal of each name would hash it.
+/// Headers that HTTP/2 forbids (RFC 9113 §8.2.2): the hop-by-hop ones. The handler has removed
+/// them already, except those an upgrade keeps; h2 would refuse the request over them. One pass
+/// over the fields finds none in the common case (a gRPC call's `TE: trailers` is allowed).
 fn strip_connection_headers(h: &mut HeaderMap) {
-    if !h.iter().any(|(n, v)| is_connection_specific(n, v)) {
+    if !h
+        .iter()
+        .any(|(n, v)| is_hop_by_hop(n) && !(n == TE && v == "trailers"))
+    {
         return;
     }
-    for name in [
-        &CONNECTION,
-        &UPGRADE,
-        &TRANSFER_ENCODING,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-    ] {
-        h.remove(name);
-    }
+    strip_hop_by_hop(h, false);
+    // h2 takes `TE: trailers` only as written; the HTTP/1.1 strip keeps any case of it.
     if h.get(TE).is_some_and(|v| v != "trailers") {
         h.remove(TE);
     }
 }
-
-fn is_connection_specific(name: &HeaderName, value: &HeaderValue) -> bool {
-    name == CONNECTION
-        || name == UPGRADE
-        || name == TRANSFER_ENCODING
-        || (name == TE && value != "trailers")
-        || name == KEEP_ALIVE
-        || name == PROXY_CONNECTION
-}
-
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Marks the request id never-indexed (RFC 7541 §6.2.3), as the ids and trace contexts Ferry
 /// makes are from the start. h2's HPACK encoder otherwise adds every new value to the
@@ -274,6 +254,8 @@ fn has_payload_semantics(method: &Method) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderName;
+
     use super::*;
 
     #[test]
@@ -299,6 +281,10 @@ mod tests {
         left.sort_unstable();
         assert_eq!(left, ["te", "x-kept"]);
         h.insert("te", HeaderValue::from_static("gzip"));
+        strip_connection_headers(&mut h);
+        assert!(!h.contains_key("te"));
+        // h2 refuses any other spelling of `trailers`, which the HTTP/1.1 strip keeps.
+        h.insert("te", HeaderValue::from_static("Trailers"));
         strip_connection_headers(&mut h);
         assert!(!h.contains_key("te"));
     }
