@@ -150,10 +150,20 @@ impl ProxyProcess {
     /// Polls until `series` reaches `want` or 5 s pass, and returns its last value (the proxy
     /// counts some refusals only after the connection ends).
     pub async fn wait_metric(&self, series: &str, want: f64) -> f64 {
+        self.wait_metric_until(series, |v| v >= want).await
+    }
+
+    /// Polls until `series` falls below `limit` or 5 s pass, and returns its last value (a
+    /// gauge that the proxy lowers once a connection has closed).
+    pub async fn wait_metric_below(&self, series: &str, limit: f64) -> f64 {
+        self.wait_metric_until(series, |v| v < limit).await
+    }
+
+    async fn wait_metric_until(&self, series: &str, done: impl Fn(f64) -> bool) -> f64 {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let v = self.metric(series).await;
-            if v >= want || Instant::now() > deadline {
+            if done(v) || Instant::now() > deadline {
                 return v;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

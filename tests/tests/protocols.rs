@@ -379,3 +379,99 @@ async fn a_timed_out_or_abandoned_request_is_cancelled_at_the_http2_upstream() {
     drop(response);
     assert_eq!(next_reset(&mut resets).await, h2::Reason::CANCEL);
 }
+
+/// An HTTP/2 upstream that counts the connections it accepted and those that have ended. `/slow`
+/// answers five chunks 200 ms apart; anything else answers "ok" at once.
+async fn counting_h2_upstream() -> (
+    std::net::SocketAddr,
+    Arc<std::sync::atomic::AtomicUsize>,
+    Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (accepted, ended) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (a, e) = (Arc::clone(&accepted), Arc::clone(&ended));
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            a.fetch_add(1, Ordering::SeqCst);
+            let e = Arc::clone(&e);
+            tokio::spawn(async move {
+                if let Ok(mut conn) = h2::server::handshake(tcp).await {
+                    while let Some(Ok((req, mut respond))) = conn.accept().await {
+                        tokio::spawn(async move {
+                            let resp = http::Response::builder().status(200).body(()).unwrap();
+                            let Ok(mut body) = respond.send_response(resp, false) else {
+                                return;
+                            };
+                            if req.uri().path() == "/slow" {
+                                for i in 0..5 {
+                                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                                    let _ = body.send_data(format!("chunk {i};").into(), i == 4);
+                                }
+                            } else {
+                                let _ = body.send_data(bytes::Bytes::from_static(b"ok"), true);
+                            }
+                        });
+                    }
+                }
+                e.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (addr, accepted, ended)
+}
+
+#[tokio::test]
+async fn an_idle_http2_upstream_connection_is_closed_after_the_idle_timeout() {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    let (up, accepted, ended) = counting_h2_upstream().await;
+    let yaml = table_yaml(CATCH_ALL_TO_A, &[("a", &[up], "HTTP2")]).replace(
+        "protocol: HTTP2\n",
+        "protocol: HTTP2\n    idleTimeout: 0.5s\n",
+    );
+    let proxy = ProxyProcess::start(&yaml).await.expect("proxy");
+    let url = proxy.url("web").await;
+    let client = Client::http1();
+
+    let r = client.get(&format!("{url}/once")).await.expect("get");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, "ok");
+    let answered = Instant::now();
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    let deadline = answered + Duration::from_secs(5);
+    while ended.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        ended.load(Ordering::SeqCst),
+        1,
+        "the idle connection was never closed"
+    );
+    assert!(
+        answered.elapsed() >= Duration::from_millis(500),
+        "closed {:?} after its last request, before idleTimeout",
+        answered.elapsed()
+    );
+    let open = proxy
+        .wait_metric_below("ferry_upstream_connections_active{cluster=\"a\"}", 1.0)
+        .await;
+    assert_eq!(open, 0.0);
+
+    // The next request opens a new connection. A response that streams for longer than
+    // idleTimeout keeps its connection: the request after it goes on the same one.
+    let r = client.get(&format!("{url}/slow")).await.expect("slow get");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, "chunk 0;chunk 1;chunk 2;chunk 3;chunk 4;");
+    let r = client.get(&format!("{url}/after")).await.expect("get");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        (
+            accepted.load(Ordering::SeqCst),
+            ended.load(Ordering::SeqCst)
+        ),
+        (2, 1),
+        "a connection carrying a stream was retired as idle"
+    );
+}

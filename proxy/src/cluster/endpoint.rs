@@ -1,7 +1,7 @@
 //! One upstream address, its in-flight count (for least-request) and its idle connections.
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -24,6 +24,8 @@ pub struct Endpoint {
     /// Outlier-detection state: consecutive errors and ejection.
     pub outlier: OutlierState,
     active: AtomicU32,
+    /// Requests begun, ever: the HTTP/2 connection's idle check compares it between two looks.
+    started: AtomicU64,
     /// Idle HTTP/1.1 connections (lock-free queue: the request path takes no lock).
     idle: SegQueue<IdleConn>,
     idle_count: AtomicUsize,
@@ -65,6 +67,7 @@ impl Endpoint {
             health: HealthState::default(),
             outlier: OutlierState::default(),
             active: AtomicU32::new(0),
+            started: AtomicU64::new(0),
             idle: SegQueue::new(),
             idle_count: AtomicUsize::new(0),
             direct: SegQueue::new(),
@@ -79,6 +82,11 @@ impl Endpoint {
     /// Requests in flight to this endpoint.
     pub fn active_requests(&self) -> u32 {
         self.active.load(Ordering::Relaxed)
+    }
+
+    /// Requests begun to this endpoint since it was made (a count that only grows).
+    pub(super) fn requests_started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
     }
 
     /// Idle pooled HTTP/1.1 connections (of both clients).
@@ -179,6 +187,7 @@ pub struct ActiveRequest(Arc<Endpoint>);
 impl ActiveRequest {
     pub fn new(ep: Arc<Endpoint>) -> ActiveRequest {
         ep.active.fetch_add(1, Ordering::Relaxed);
+        ep.started.fetch_add(1, Ordering::Relaxed);
         ActiveRequest(ep)
     }
 

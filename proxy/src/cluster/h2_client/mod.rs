@@ -11,9 +11,10 @@ mod body;
 mod pipe;
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use h2::client::{ResponseFuture, SendRequest};
@@ -185,7 +186,7 @@ fn forget(ep: &Endpoint, conn: &Arc<H2Conn>) {
 
 /// A new HTTP/2 connection to `ep` (TLS when the cluster originates it, with h2 by ALPN),
 /// driven by a task of its own until the upstream closes it or nothing holds its sender.
-async fn open(cluster: &Cluster, ep: &Endpoint) -> Result<H2Conn, UpstreamError> {
+async fn open(cluster: &Cluster, ep: &Arc<Endpoint>) -> Result<H2Conn, UpstreamError> {
     let io = connect(cluster, ep).await?;
     let (sender, conn) = h2::client::Builder::new()
         .initial_window_size(STREAM_WINDOW)
@@ -204,14 +205,64 @@ async fn open(cluster: &Cluster, ep: &Endpoint) -> Result<H2Conn, UpstreamError>
     let active = ActiveGuard::new(cluster.metrics.cx_active.clone());
     let addr = ep.addr;
     let done = Arc::clone(&closed);
+    let idle = until_idle(
+        Arc::downgrade(ep),
+        Arc::clone(&closed),
+        cluster.idle_timeout,
+    );
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
+        let mut conn = std::pin::pin!(conn);
+        let ended = tokio::select! {
+            ended = &mut conn => ended,
+            // Retired: h2 sends GOAWAY and closes once the last stream and sender are gone.
+            () = idle => conn.await,
+        };
+        if let Err(e) = ended {
             tracing::debug!(%addr, "upstream HTTP/2 connection ended: {e}");
         }
         done.store(true, Ordering::Release);
         drop(active);
     });
     Ok(H2Conn { sender, closed })
+}
+
+/// Ends once the connection whose flag is `closed` has carried no request for `idle_timeout`
+/// (the cluster's `idleTimeout`, as for HTTP/1.1 connections), having retired it: marked closed
+/// so no request takes it, and dropped from the endpoint so that h2 closes it (GOAWAY NO_ERROR)
+/// when no request holds it any more. A request that took it just before finishes on it.
+///
+/// It looks every `idle_timeout` (2 s at most, 50 ms at least): a look that finds a request in
+/// flight, or one begun since the last look, starts the idle time again. So the connection closes
+/// between `idle_timeout` and one period after it. The request path only counts requests, which
+/// it does for least-request anyway. Without this, a connection to an upstream that keeps it open
+/// (gRPC servers commonly do) stayed open for as long as the endpoint existed.
+async fn until_idle(ep: Weak<Endpoint>, closed: Arc<AtomicBool>, idle_timeout: Duration) {
+    let period = idle_timeout.clamp(Duration::from_millis(50), Duration::from_secs(2));
+    let mut seen = None;
+    let mut quiet_since = Instant::now();
+    loop {
+        tokio::time::sleep(period).await;
+        // The endpoint is gone: its H2Conn went with it, and the connection closes by itself.
+        let Some(ep) = ep.upgrade() else {
+            return std::future::pending().await;
+        };
+        let started = ep.requests_started();
+        if ep.active_requests() > 0 || seen != Some(started) {
+            seen = Some(started);
+            quiet_since = Instant::now();
+            continue;
+        }
+        if quiet_since.elapsed() >= idle_timeout {
+            closed.store(true, Ordering::Release);
+            if let Some(current) = ep.h2.load_full()
+                && Arc::ptr_eq(&current.closed, &closed)
+            {
+                forget(&ep, &current);
+            }
+            tracing::debug!(addr = %ep.addr, "closing an idle upstream HTTP/2 connection");
+            return;
+        }
+    }
 }
 
 /// Headers that HTTP/2 forbids (RFC 9113 §8.2.2): the hop-by-hop ones. The handler has removed
