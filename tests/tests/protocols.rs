@@ -475,3 +475,54 @@ async fn an_idle_http2_upstream_connection_is_closed_after_the_idle_timeout() {
         "a connection carrying a stream was retired as idle"
     );
 }
+
+#[tokio::test]
+async fn requests_waiting_on_a_failed_http2_connect_fail_with_it_not_one_after_another() {
+    use std::time::{Duration, Instant};
+    // An upstream whose accept queue (backlog 1) is full: the kernel drops the SYN of any new
+    // connection, so connecting hangs until the cluster's connectTimeout, as toward a task that
+    // is gone without a trace.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let up = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..3 {
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(up),
+        )
+        .await
+        {
+            fillers.push(s);
+        }
+    }
+    assert!(!fillers.is_empty(), "the accept queue took a connection");
+    let yaml = table_yaml(CATCH_ALL_TO_A, &[("a", &[up], "HTTP2")]).replace(
+        "protocol: HTTP2\n",
+        "protocol: HTTP2\n    connectTimeout: 0.4s\n",
+    );
+    let proxy = ProxyProcess::start(&yaml).await.expect("proxy");
+    let url = proxy.url("web").await;
+
+    // Six requests at once: the first opens the connection, the others wait for it. When it
+    // times out, all six are answered; one after another, the last would wait six timeouts.
+    let started = Instant::now();
+    let calls = (0..6).map(|i| {
+        let url = format!("{url}/r{i}");
+        async move {
+            let r = Client::http1().get(&url).await.expect("get");
+            (r.status, started.elapsed())
+        }
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    for (status, _) in &answers {
+        assert_eq!(*status, 503);
+    }
+    let slowest = answers.iter().map(|(_, t)| *t).max().unwrap();
+    assert!(
+        slowest < Duration::from_millis(1600),
+        "the last request was answered after {slowest:?}: the waiting requests connected in turn"
+    );
+    drop((listener, fillers));
+}

@@ -39,8 +39,11 @@ pub struct Endpoint {
     reaping: AtomicBool,
     /// The shared HTTP/2 connection, multiplexing every request to this endpoint.
     pub(super) h2: ArcSwapOption<super::h2_client::H2Conn>,
-    /// Serialises opening the HTTP/2 connection so a burst does not open one each.
-    pub(super) h2_connecting: tokio::sync::Mutex<()>,
+    /// Serialises opening the HTTP/2 connection so a burst does not open one each. It holds how
+    /// the last attempt failed, for the requests that waited on it.
+    pub(super) h2_connecting: tokio::sync::Mutex<Option<Arc<super::pool::UpstreamError>>>,
+    /// Attempts to open the HTTP/2 connection that have ended, failed or not.
+    pub(super) h2_attempts: AtomicU64,
 }
 
 pub(super) struct IdleConn {
@@ -75,7 +78,8 @@ impl Endpoint {
             handoff: Handoff::default(),
             reaping: AtomicBool::new(false),
             h2: ArcSwapOption::empty(),
-            h2_connecting: tokio::sync::Mutex::new(()),
+            h2_connecting: tokio::sync::Mutex::new(None),
+            h2_attempts: AtomicU64::new(0),
         }
     }
 

@@ -60,19 +60,27 @@ pub enum UpstreamError {
     },
     #[error("no response within {0:?}")]
     Timeout(Duration),
+    /// A failed attempt to open an endpoint's shared HTTP/2 connection: the error of the request
+    /// that made it, and of every request that waited for it rather than trying again.
+    #[error(transparent)]
+    OpenFailed(Arc<UpstreamError>),
 }
 
 impl UpstreamError {
     /// Whether no connection could be made (as opposed to one that failed mid-request).
     pub fn is_connect(&self) -> bool {
-        matches!(
-            self,
+        match self {
             UpstreamError::Tls { .. }
-                | UpstreamError::Connect { .. }
-                | UpstreamError::ConnectTimeout { .. }
-                | UpstreamError::Handshake { .. }
-                | UpstreamError::H2Handshake { .. }
-        )
+            | UpstreamError::Connect { .. }
+            | UpstreamError::ConnectTimeout { .. }
+            | UpstreamError::Handshake { .. }
+            | UpstreamError::H2Handshake { .. } => true,
+            UpstreamError::OpenFailed(e) => e.is_connect(),
+            UpstreamError::Request { .. }
+            | UpstreamError::Stream { .. }
+            | UpstreamError::Exchange { .. }
+            | UpstreamError::Timeout(_) => false,
+        }
     }
 }
 

@@ -163,19 +163,42 @@ impl Future for Exchange {
 }
 
 /// The endpoint's shared connection, opened if there is none (one opener at a time).
+///
+/// Requests that wait while an attempt to open it fails get that attempt's error, as Envoy fails
+/// the requests pending on a connection that could not be made. Each trying again in turn would
+/// queue them one connect timeout behind the other: toward an address that drops SYNs (a task
+/// that is gone), the tenth request waited ten timeouts before it could be retried elsewhere.
 async fn shared(cluster: &Cluster, ep: &Arc<Endpoint>) -> Result<Arc<H2Conn>, UpstreamError> {
     if let Some(c) = ep.h2.load_full().filter(|c| !c.is_closed()) {
         return Ok(c);
     }
-    let _opening = ep.h2_connecting.lock().await;
+    let attempts = ep.h2_attempts.load(Ordering::Acquire);
+    let mut last_failure = ep.h2_connecting.lock().await;
     if let Some(c) = ep.h2.load_full().filter(|c| !c.is_closed()) {
         return Ok(c);
     }
+    if ep.h2_attempts.load(Ordering::Acquire) != attempts
+        && let Some(failure) = last_failure.as_ref()
+    {
+        return Err(UpstreamError::OpenFailed(Arc::clone(failure)));
+    }
     // Boxed: connecting is the rare path, and its state would otherwise make every request's
     // future larger.
-    let conn = Arc::new(Box::pin(open(cluster, ep)).await?);
-    ep.h2.store(Some(Arc::clone(&conn)));
-    Ok(conn)
+    let opened = Box::pin(open(cluster, ep)).await;
+    ep.h2_attempts.fetch_add(1, Ordering::Release);
+    match opened {
+        Ok(conn) => {
+            *last_failure = None;
+            let conn = Arc::new(conn);
+            ep.h2.store(Some(Arc::clone(&conn)));
+            Ok(conn)
+        }
+        Err(e) => {
+            let e = Arc::new(e);
+            *last_failure = Some(Arc::clone(&e));
+            Err(UpstreamError::OpenFailed(e))
+        }
+    }
 }
 
 /// Drops `conn` from the endpoint, unless another request has replaced it already.
