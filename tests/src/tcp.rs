@@ -76,3 +76,29 @@ impl Drop for TcpEcho {
         self.task.abort();
     }
 }
+
+/// A listener on 127.0.0.1 whose accept queue holds one connection (backlog 1). Once
+/// [`fill_accept_queue`] has filled it, the kernel drops the SYN of any new connection to it, so
+/// connecting hangs, as toward a saturated upstream or an address whose host is gone.
+pub fn backlog_one_listener() -> tokio::net::TcpListener {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("address"))
+        .expect("bind");
+    socket.listen(1).expect("listen")
+}
+
+/// Fills `addr`'s accept queue with connections that stay open while the returned streams live.
+pub async fn fill_accept_queue(addr: std::net::SocketAddr) -> Vec<tokio::net::TcpStream> {
+    let mut fillers = Vec::new();
+    for _ in 0..3 {
+        let connect = tokio::net::TcpStream::connect(addr);
+        if let Ok(Ok(s)) =
+            tokio::time::timeout(std::time::Duration::from_millis(200), connect).await
+        {
+            fillers.push(s);
+        }
+    }
+    assert!(!fillers.is_empty(), "the accept queue took a connection");
+    fillers
+}

@@ -396,6 +396,83 @@ impl Drop for RefusingH2Upstream {
     }
 }
 
+/// An HTTP/2 upstream that counts the connections it accepted and those that ended, and the
+/// streams it served. `/slow` answers five chunks 200 ms apart ("chunk 0;"...), anything else
+/// "ok" at once. With `goaway_first`, its first connection says GOAWAY (NO_ERROR, last stream 0)
+/// before it takes any stream, as an upstream shutting down gracefully does.
+pub struct CountingH2Upstream {
+    pub addr: SocketAddr,
+    counts: Arc<[AtomicUsize; 3]>,
+    task: JoinHandle<()>,
+}
+
+impl CountingH2Upstream {
+    pub async fn start(goaway_first: bool) -> CountingH2Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let counts: Arc<[AtomicUsize; 3]> = Arc::new(Default::default());
+        let c = Arc::clone(&counts);
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let first = c[0].fetch_add(1, Ordering::SeqCst) == 0;
+                let c = Arc::clone(&c);
+                tokio::spawn(async move {
+                    if let Ok(mut conn) = h2::server::handshake(tcp).await {
+                        if first && goaway_first {
+                            conn.abrupt_shutdown(h2::Reason::NO_ERROR);
+                        }
+                        while let Some(Ok((req, respond))) = conn.accept().await {
+                            c[2].fetch_add(1, Ordering::SeqCst);
+                            tokio::spawn(Self::answer(req.uri().path() == "/slow", respond));
+                        }
+                    }
+                    c[1].fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        CountingH2Upstream { addr, counts, task }
+    }
+
+    async fn answer(slow: bool, mut respond: h2::server::SendResponse<Bytes>) {
+        let resp = http::Response::builder()
+            .status(200)
+            .body(())
+            .expect("response");
+        let Ok(mut body) = respond.send_response(resp, false) else {
+            return;
+        };
+        if !slow {
+            let _ = body.send_data(Bytes::from_static(b"ok"), true);
+            return;
+        }
+        for i in 0..5 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let _ = body.send_data(format!("chunk {i};").into(), i == 4);
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.counts[0].load(Ordering::SeqCst)
+    }
+
+    /// Connections that have ended (closed by the proxy, or after GOAWAY).
+    pub fn ended(&self) -> usize {
+        self.counts[1].load(Ordering::SeqCst)
+    }
+
+    /// Streams taken and answered.
+    pub fn served(&self) -> usize {
+        self.counts[2].load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for CountingH2Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// An HTTP/2 upstream that streams every request body back as it arrives, as a bidirectional
 /// gRPC call does: it answers the headers at once (200, `application/grpc`), then echoes each
 /// DATA frame, and ends with trailers (`grpc-status: 0`, and `x-echoed-bytes`) when the request

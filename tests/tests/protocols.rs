@@ -380,54 +380,11 @@ async fn a_timed_out_or_abandoned_request_is_cancelled_at_the_http2_upstream() {
     assert_eq!(next_reset(&mut resets).await, h2::Reason::CANCEL);
 }
 
-/// An HTTP/2 upstream that counts the connections it accepted and those that have ended. `/slow`
-/// answers five chunks 200 ms apart; anything else answers "ok" at once.
-async fn counting_h2_upstream() -> (
-    std::net::SocketAddr,
-    Arc<std::sync::atomic::AtomicUsize>,
-    Arc<std::sync::atomic::AtomicUsize>,
-) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (accepted, ended) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let (a, e) = (Arc::clone(&accepted), Arc::clone(&ended));
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            a.fetch_add(1, Ordering::SeqCst);
-            let e = Arc::clone(&e);
-            tokio::spawn(async move {
-                if let Ok(mut conn) = h2::server::handshake(tcp).await {
-                    while let Some(Ok((req, mut respond))) = conn.accept().await {
-                        tokio::spawn(async move {
-                            let resp = http::Response::builder().status(200).body(()).unwrap();
-                            let Ok(mut body) = respond.send_response(resp, false) else {
-                                return;
-                            };
-                            if req.uri().path() == "/slow" {
-                                for i in 0..5 {
-                                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                                    let _ = body.send_data(format!("chunk {i};").into(), i == 4);
-                                }
-                            } else {
-                                let _ = body.send_data(bytes::Bytes::from_static(b"ok"), true);
-                            }
-                        });
-                    }
-                }
-                e.fetch_add(1, Ordering::SeqCst);
-            });
-        }
-    });
-    (addr, accepted, ended)
-}
-
 #[tokio::test]
 async fn an_idle_http2_upstream_connection_is_closed_after_the_idle_timeout() {
-    use std::sync::atomic::Ordering;
     use std::time::{Duration, Instant};
-    let (up, accepted, ended) = counting_h2_upstream().await;
-    let yaml = table_yaml(CATCH_ALL_TO_A, &[("a", &[up], "HTTP2")]).replace(
+    let up = ferry_tests::upstream::CountingH2Upstream::start(false).await;
+    let yaml = table_yaml(CATCH_ALL_TO_A, &[("a", &[up.addr], "HTTP2")]).replace(
         "protocol: HTTP2\n",
         "protocol: HTTP2\n    idleTimeout: 0.5s\n",
     );
@@ -439,16 +396,12 @@ async fn an_idle_http2_upstream_connection_is_closed_after_the_idle_timeout() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body, "ok");
     let answered = Instant::now();
-    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(up.accepted(), 1);
     let deadline = answered + Duration::from_secs(5);
-    while ended.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+    while up.ended() == 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(
-        ended.load(Ordering::SeqCst),
-        1,
-        "the idle connection was never closed"
-    );
+    assert_eq!(up.ended(), 1, "the idle connection was never closed");
     assert!(
         answered.elapsed() >= Duration::from_millis(500),
         "closed {:?} after its last request, before idleTimeout",
@@ -467,10 +420,7 @@ async fn an_idle_http2_upstream_connection_is_closed_after_the_idle_timeout() {
     let r = client.get(&format!("{url}/after")).await.expect("get");
     assert_eq!(r.status, 200);
     assert_eq!(
-        (
-            accepted.load(Ordering::SeqCst),
-            ended.load(Ordering::SeqCst)
-        ),
+        (up.accepted(), up.ended()),
         (2, 1),
         "a connection carrying a stream was retired as idle"
     );
@@ -482,22 +432,9 @@ async fn requests_waiting_on_a_failed_http2_connect_fail_with_it_not_one_after_a
     // An upstream whose accept queue (backlog 1) is full: the kernel drops the SYN of any new
     // connection, so connecting hangs until the cluster's connectTimeout, as toward a task that
     // is gone without a trace.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let listener = socket.listen(1).unwrap();
+    let listener = ferry_tests::tcp::backlog_one_listener();
     let up = listener.local_addr().unwrap();
-    let mut fillers = Vec::new();
-    for _ in 0..3 {
-        if let Ok(Ok(s)) = tokio::time::timeout(
-            Duration::from_millis(200),
-            tokio::net::TcpStream::connect(up),
-        )
-        .await
-        {
-            fillers.push(s);
-        }
-    }
-    assert!(!fillers.is_empty(), "the accept queue took a connection");
+    let fillers = ferry_tests::tcp::fill_accept_queue(up).await;
     let yaml = table_yaml(CATCH_ALL_TO_A, &[("a", &[up], "HTTP2")]).replace(
         "protocol: HTTP2\n",
         "protocol: HTTP2\n    connectTimeout: 0.4s\n",

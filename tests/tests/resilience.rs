@@ -638,51 +638,23 @@ where
 
 #[tokio::test]
 async fn a_stream_above_an_upstream_goaway_is_retried_as_refused() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     // The upstream's first connection says GOAWAY before it takes any stream (last stream id 0,
     // NO_ERROR: shutting down gracefully), so the proxy's stream on it was never processed. The
     // next connection answers.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = listener.local_addr().unwrap();
-    let (accepted, served) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let (a, s) = (Arc::clone(&accepted), Arc::clone(&served));
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let first = a.fetch_add(1, Ordering::SeqCst) == 0;
-            let s = Arc::clone(&s);
-            tokio::spawn(async move {
-                let Ok(mut conn) = h2::server::handshake(tcp).await else {
-                    return;
-                };
-                if first {
-                    conn.abrupt_shutdown(h2::Reason::NO_ERROR);
-                }
-                while let Some(Ok((_req, mut respond))) = conn.accept().await {
-                    s.fetch_add(1, Ordering::SeqCst);
-                    let resp = http::Response::builder().status(200).body(()).unwrap();
-                    if let Ok(mut body) = respond.send_response(resp, false) {
-                        let _ = body.send_data(bytes::Bytes::from_static(b"ok"), true);
-                    }
-                }
-            });
-        }
-    });
+    let up = ferry_tests::upstream::CountingH2Upstream::start(true).await;
     let policy =
         "retryPolicy: { maxRetries: 1, backoffBase: 0.001s, httpRetryEvents: [STREAM_ERROR] }";
-    let proxy = ProxyProcess::start(&table_yaml(&route_with(policy), &[("a", &[up], "HTTP2")]))
-        .await
-        .unwrap();
+    let proxy = ProxyProcess::start(&table_yaml(
+        &route_with(policy),
+        &[("a", &[up.addr], "HTTP2")],
+    ))
+    .await
+    .unwrap();
     let r = Client::http1().get(&proxy.url("web").await).await.unwrap();
     assert_eq!(
         (r.status.as_u16(), r.body.as_str()),
         (200, "ok"),
         "the stream the upstream did not take was sent again"
     );
-    assert_eq!(
-        (
-            accepted.load(Ordering::SeqCst),
-            served.load(Ordering::SeqCst)
-        ),
-        (2, 1)
-    );
+    assert_eq!((up.accepted(), up.served()), (2, 1));
 }

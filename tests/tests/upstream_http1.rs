@@ -324,9 +324,7 @@ async fn a_request_waiting_for_a_new_connection_takes_one_freed_meanwhile() {
     // An upstream that serves its first connection and accepts no other until released. Its accept
     // queue (backlog 1) is filled below, so the kernel drops the SYN of any new connection to it:
     // opening one stays pending, as toward a saturated or distant upstream.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let listener = socket.listen(1).unwrap();
+    let listener = ferry_tests::tcp::backlog_one_listener();
     let up = listener.local_addr().unwrap();
     let release = std::sync::Arc::new(tokio::sync::Notify::new());
     let released = std::sync::Arc::clone(&release);
@@ -360,15 +358,7 @@ async fn a_request_waiting_for_a_new_connection_takes_one_freed_meanwhile() {
     assert_eq!(body(&request(proxy, "GET", "/first", "").await), "conn1");
 
     // Fill the accept queue; connections beyond it hang in SYN, which is the point.
-    let mut fillers = Vec::new();
-    for _ in 0..3 {
-        if let Ok(Ok(s)) =
-            tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(up)).await
-        {
-            fillers.push(s);
-        }
-    }
-    assert!(!fillers.is_empty(), "the accept queue took a connection");
+    let fillers = ferry_tests::tcp::fill_accept_queue(up).await;
 
     // The slow request holds the one pooled connection; the next one opens a connection that
     // cannot complete, and is carried by the pooled one when the slow response has been sent.
