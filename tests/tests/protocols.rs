@@ -463,3 +463,60 @@ async fn requests_waiting_on_a_failed_http2_connect_fail_with_it_not_one_after_a
     );
     drop((listener, fillers));
 }
+
+#[tokio::test]
+async fn requests_past_the_upstreams_concurrent_stream_limit_wait_for_a_stream() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    // An upstream that takes two streams at a time (SETTINGS_MAX_CONCURRENT_STREAMS 2) and
+    // answers each after 200 ms, noting the most it ever had open at once.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    let (open, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (o, m) = (Arc::clone(&open), Arc::clone(&most));
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (o, m) = (Arc::clone(&o), Arc::clone(&m));
+            tokio::spawn(async move {
+                let mut builder = h2::server::Builder::new();
+                builder.max_concurrent_streams(2);
+                let Ok(mut conn) = builder.handshake::<_, bytes::Bytes>(tcp).await else {
+                    return;
+                };
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    let (o, m) = (Arc::clone(&o), Arc::clone(&m));
+                    tokio::spawn(async move {
+                        m.fetch_max(o.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        o.fetch_sub(1, Ordering::SeqCst);
+                        let resp = http::Response::builder().status(200).body(()).unwrap();
+                        if let Ok(mut body) = respond.send_response(resp, false) {
+                            let _ = body.send_data(bytes::Bytes::from_static(b"ok"), true);
+                        }
+                    });
+                }
+            });
+        }
+    });
+    let proxy = ProxyProcess::start(&table_yaml(CATCH_ALL_TO_A, &[("a", &[up], "HTTP2")]))
+        .await
+        .expect("proxy");
+    let url = proxy.url("web").await;
+    // Open the connection first, so that the upstream's SETTINGS are known.
+    assert_eq!(Client::http1().get(&url).await.expect("get").status, 200);
+    let calls = (0..6).map(|i| {
+        let url = format!("{url}/r{i}");
+        async move { Client::http1().get(&url).await.expect("get") }
+    });
+    for r in futures_util::future::join_all(calls).await {
+        assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "ok"));
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 2, "the upstream's limit held");
+    assert_eq!(
+        proxy
+            .metric("ferry_upstream_connections_total{cluster=\"a\"}")
+            .await,
+        1.0,
+        "one connection carried them all"
+    );
+}
