@@ -7,6 +7,10 @@
 //! channel, no spawn per request. One task per connection still drives its reads and writes.
 //! Callgrind, 20,000 gRPC unary calls: 1,569 M instructions against 1,722 M with hyper's client
 //! (−8.9%) (issue #7).
+//!
+//! Each endpoint shares one connection ([`shared`]): opened by one request at a time, its failure
+//! shared with the requests that waited for it, and closed after the cluster's idle timeout
+//! without a request ([`until_idle`]).
 mod body;
 mod pipe;
 
