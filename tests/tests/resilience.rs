@@ -657,4 +657,18 @@ async fn a_stream_above_an_upstream_goaway_is_retried_as_refused() {
         "the stream the upstream did not take was sent again"
     );
     assert_eq!((up.accepted(), up.served()), (2, 1));
+
+    // Without a policy that retries it, the answer says what happened.
+    let up = ferry_tests::upstream::CountingH2Upstream::start(true).await;
+    let proxy = ProxyProcess::start(&table_yaml(&route_with(""), &[("a", &[up.addr], "HTTP2")]))
+        .await
+        .unwrap();
+    let r = Client::http1().get(&proxy.url("web").await).await.unwrap();
+    assert_eq!(r.status, 503);
+    assert!(
+        r.body
+            .contains("the upstream is closing the connection (GOAWAY NO_ERROR)"),
+        "{}",
+        r.body
+    );
 }

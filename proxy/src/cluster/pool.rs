@@ -51,7 +51,7 @@ pub enum UpstreamError {
     #[error("handshake with {addr} failed: {source}")]
     H2Handshake { addr: SocketAddr, source: h2::Error },
     /// An HTTP/2 stream that failed: refused, reset, or its connection gone.
-    #[error("request to {addr} failed: {source}")]
+    #[error("request to {addr} failed: {}", describe_stream_error(.source))]
     Stream { addr: SocketAddr, source: h2::Error },
     #[error("request to {addr} failed: {source}")]
     Exchange {
@@ -64,6 +64,22 @@ pub enum UpstreamError {
     /// that made it, and of every request that waited for it rather than trying again.
     #[error(transparent)]
     OpenFailed(Arc<UpstreamError>),
+}
+
+/// An HTTP/2 stream's failure in an operator's words where h2's own would mislead: a graceful
+/// GOAWAY reads "connection error received: not a result of an error".
+fn describe_stream_error(e: &h2::Error) -> String {
+    match e.reason() {
+        Some(reason) if e.is_go_away() && e.is_remote() => {
+            format!(
+                "the upstream is closing the connection (GOAWAY {reason:?}) and did not take the stream"
+            )
+        }
+        Some(h2::Reason::REFUSED_STREAM) if e.is_reset() && e.is_remote() => {
+            "the upstream refused the stream (REFUSED_STREAM)".to_owned()
+        }
+        _ => e.to_string(),
+    }
 }
 
 impl UpstreamError {
