@@ -145,24 +145,25 @@ impl Future for Exchange {
         if let Some(pipe) = &mut this.pipe
             && let Poll::Ready(result) = Pin::new(pipe).poll(cx)
         {
-            if let Err(e) = result {
-                // The stream is reset (by the upstream, or by the pipe when the client's body
-                // broke): the response future reports it.
-                tracing::debug!("request body not sent whole: {e}");
-            }
+            // The stream is reset (by the upstream, or by the pipe when the client's body
+            // broke): the response future reports it.
+            log_unsent(result);
             this.pipe = None;
         }
         let resp = ready!(Pin::new(&mut this.response).poll(cx));
         if let Some(pipe) = this.pipe.take() {
             // The response came before the body was sent whole (a streaming call): the rest
             // of the body streams from a task of its own, for as long as the client sends.
-            tokio::spawn(async move {
-                if let Err(e) = pipe.await {
-                    tracing::debug!("request body not sent whole: {e}");
-                }
-            });
+            tokio::spawn(async move { log_unsent(pipe.await) });
         }
         Poll::Ready(resp)
+    }
+}
+
+/// A request body that did not go out whole: the response (or its absence) tells the client.
+fn log_unsent(piped: Result<(), pipe::PipeError>) {
+    if let Err(e) = piped {
+        tracing::debug!("request body not sent whole: {e}");
     }
 }
 
