@@ -1,7 +1,8 @@
 //! Talking to an endpoint: HTTP/1.1 connections are pooled per endpoint and reused once a response
-//! has been read whole; HTTP/2 uses one multiplexed connection per endpoint ([`super::h2_client`]). A request that a
-//! pooled connection could not even send (the upstream closed it meanwhile) is given back by
-//! hyper and sent on another connection, so keep-alive races never reach the client.
+//! has been read whole; HTTP/2 uses one multiplexed connection per endpoint
+//! ([`super::h2_client`]). A request that a pooled HTTP/1.1 connection could not even send (the
+//! upstream closed it meanwhile) is given back by hyper and sent on another connection, so
+//! keep-alive races never reach the client.
 //!
 //! Bodiless HTTP/1.1 requests go through Ferry's direct client ([`super::h1`]) instead, with a
 //! pool of its own; a request with a body takes an idle direct connection before opening one.
@@ -66,23 +67,43 @@ pub enum UpstreamError {
     OpenFailed(Arc<UpstreamError>),
 }
 
+/// Why an upstream never processed an HTTP/2 stream, which may therefore be sent again.
+enum NotTaken {
+    /// RST_STREAM REFUSED_STREAM.
+    Refused,
+    /// Its GOAWAY named a last stream below this one (RFC 9113 §6.8; an upstream shutting down
+    /// gracefully). h2 gives the GOAWAY's error only to those streams; the ones it had taken
+    /// finish, or end with the connection as broken pipes.
+    GoingAway(h2::Reason),
+}
+
+fn not_taken(e: &h2::Error) -> Option<NotTaken> {
+    match e.reason()? {
+        reason if e.is_go_away() && e.is_remote() => Some(NotTaken::GoingAway(reason)),
+        h2::Reason::REFUSED_STREAM => Some(NotTaken::Refused),
+        _ => None,
+    }
+}
+
 /// An HTTP/2 stream's failure in an operator's words where h2's own would mislead: a graceful
 /// GOAWAY reads "connection error received: not a result of an error".
 fn describe_stream_error(e: &h2::Error) -> String {
-    match e.reason() {
-        Some(reason) if e.is_go_away() && e.is_remote() => {
-            format!(
-                "the upstream is closing the connection (GOAWAY {reason:?}) and did not take the stream"
-            )
-        }
-        Some(h2::Reason::REFUSED_STREAM) if e.is_reset() && e.is_remote() => {
-            "the upstream refused the stream (REFUSED_STREAM)".to_owned()
-        }
-        _ => e.to_string(),
+    match not_taken(e) {
+        Some(NotTaken::GoingAway(reason)) => format!(
+            "the upstream is closing the connection (GOAWAY {reason:?}) and did not take the stream"
+        ),
+        Some(NotTaken::Refused) => "the upstream refused the stream (REFUSED_STREAM)".to_owned(),
+        None => e.to_string(),
     }
 }
 
 impl UpstreamError {
+    /// Whether the upstream never processed the HTTP/2 stream (refused, or above its GOAWAY), so
+    /// that the request may be sent again: the `stream-error` retry event.
+    pub fn is_stream_not_taken(&self) -> bool {
+        matches!(self, UpstreamError::Stream { source, .. } if not_taken(source).is_some())
+    }
+
     /// Whether no connection could be made (as opposed to one that failed mid-request).
     pub fn is_connect(&self) -> bool {
         match self {

@@ -298,17 +298,9 @@ fn classify(e: &UpstreamError) -> Outcome {
     match e {
         UpstreamError::Timeout(_) => Outcome::PerTryTimeout,
         e if e.is_connect() => Outcome::ConnectFailure,
-        UpstreamError::Stream { source, .. } if unprocessed(source) => Outcome::RefusedStream,
+        e if e.is_stream_not_taken() => Outcome::RefusedStream,
         _ => Outcome::Reset,
     }
-}
-
-/// Whether the upstream never processed the stream, so that it may be sent again: it refused it
-/// (RST_STREAM REFUSED_STREAM), or its GOAWAY named a last stream below it (RFC 9113 §6.8; an
-/// upstream shutting down gracefully). h2 gives the GOAWAY's error only to those streams; the
-/// ones it had taken finish, or end with the connection as broken pipes.
-fn unprocessed(e: &h2::Error) -> bool {
-    e.reason() == Some(h2::Reason::REFUSED_STREAM) || (e.is_go_away() && e.is_remote())
 }
 
 /// Interned once: looking up by a `&str` would parse and hash the name on every response.

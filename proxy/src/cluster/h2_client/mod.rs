@@ -174,12 +174,12 @@ fn log_unsent(piped: Result<(), pipe::PipeError>) {
 /// queue them one connect timeout behind the other: toward an address that drops SYNs (a task
 /// that is gone), the tenth request waited ten timeouts before it could be retried elsewhere.
 async fn shared(cluster: &Cluster, ep: &Arc<Endpoint>) -> Result<Arc<H2Conn>, UpstreamError> {
-    if let Some(c) = ep.h2.load_full().filter(|c| !c.is_closed()) {
+    if let Some(c) = live(ep) {
         return Ok(c);
     }
     let attempts = ep.h2_attempts.load(Ordering::Acquire);
     let mut last_failure = ep.h2_connecting.lock().await;
-    if let Some(c) = ep.h2.load_full().filter(|c| !c.is_closed()) {
+    if let Some(c) = live(ep) {
         return Ok(c);
     }
     if ep.h2_attempts.load(Ordering::Acquire) != attempts
@@ -204,6 +204,11 @@ async fn shared(cluster: &Cluster, ep: &Arc<Endpoint>) -> Result<Arc<H2Conn>, Up
             Err(UpstreamError::OpenFailed(e))
         }
     }
+}
+
+/// The endpoint's connection, unless it has ended or was retired as idle.
+fn live(ep: &Endpoint) -> Option<Arc<H2Conn>> {
+    ep.h2.load_full().filter(|c| !c.is_closed())
 }
 
 /// Drops `conn` from the endpoint, unless another request has replaced it already.
@@ -266,6 +271,8 @@ async fn open(cluster: &Cluster, ep: &Arc<Endpoint>) -> Result<H2Conn, UpstreamE
 /// (gRPC servers commonly do) stayed open for as long as the endpoint existed.
 async fn until_idle(ep: Weak<Endpoint>, closed: Arc<AtomicBool>, idle_timeout: Duration) {
     let period = idle_timeout.clamp(Duration::from_millis(50), Duration::from_secs(2));
+    // None until the first look: a request that ended before it was not seen by any look, so
+    // the idle time starts there, never earlier.
     let mut seen = None;
     let mut quiet_since = Instant::now();
     loop {
