@@ -327,14 +327,32 @@ where
         + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    serve_h2_with(listener, h2::server::Builder::new(), on_stream)
+}
+
+/// [`serve_h2`] with the connections' settings given (`builder`), such as a limit on the streams
+/// a client may open at once.
+pub fn serve_h2_with<F, Fut>(
+    listener: TcpListener,
+    builder: h2::server::Builder,
+    on_stream: F,
+) -> JoinHandle<()>
+where
+    F: Fn(http::Request<h2::RecvStream>, h2::server::SendResponse<Bytes>) -> Fut
+        + Clone
+        + Send
+        + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
             let on_stream = on_stream.clone();
+            let builder = builder.clone();
             tokio::spawn(async move {
-                let Ok(mut conn) = h2::server::handshake(stream).await else {
+                let Ok(mut conn) = builder.handshake(stream).await else {
                     return;
                 };
                 while let Some(Ok((req, respond))) = conn.accept().await {

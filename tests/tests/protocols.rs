@@ -474,28 +474,18 @@ async fn requests_past_the_upstreams_concurrent_stream_limit_wait_for_a_stream()
     let up = listener.local_addr().unwrap();
     let (open, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (o, m) = (Arc::clone(&open), Arc::clone(&most));
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let (o, m) = (Arc::clone(&o), Arc::clone(&m));
-            tokio::spawn(async move {
-                let mut builder = h2::server::Builder::new();
-                builder.max_concurrent_streams(2);
-                let Ok(mut conn) = builder.handshake::<_, bytes::Bytes>(tcp).await else {
-                    return;
-                };
-                while let Some(Ok((_req, mut respond))) = conn.accept().await {
-                    let (o, m) = (Arc::clone(&o), Arc::clone(&m));
-                    tokio::spawn(async move {
-                        m.fetch_max(o.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        o.fetch_sub(1, Ordering::SeqCst);
-                        let resp = http::Response::builder().status(200).body(()).unwrap();
-                        if let Ok(mut body) = respond.send_response(resp, false) {
-                            let _ = body.send_data(bytes::Bytes::from_static(b"ok"), true);
-                        }
-                    });
-                }
-            });
+    let mut builder = h2::server::Builder::new();
+    builder.max_concurrent_streams(2);
+    ferry_tests::upstream::serve_h2_with(listener, builder, move |_req, mut respond| {
+        let (o, m) = (Arc::clone(&o), Arc::clone(&m));
+        async move {
+            m.fetch_max(o.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            o.fetch_sub(1, Ordering::SeqCst);
+            let resp = http::Response::builder().status(200).body(()).unwrap();
+            if let Ok(mut body) = respond.send_response(resp, false) {
+                let _ = body.send_data(bytes::Bytes::from_static(b"ok"), true);
+            }
         }
     });
     let proxy = ProxyProcess::start(&table_yaml(CATCH_ALL_TO_A, &[("a", &[up], "HTTP2")]))
