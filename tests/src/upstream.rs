@@ -317,22 +317,10 @@ impl Drop for WsEchoUpstream {
     }
 }
 
-/// Serves HTTP/2 (prior knowledge) on `listener`: every stream goes to `on_stream` in a task of
-/// its own. Returns the accept loop's task.
-pub fn serve_h2<F, Fut>(listener: TcpListener, on_stream: F) -> JoinHandle<()>
-where
-    F: Fn(http::Request<h2::RecvStream>, h2::server::SendResponse<Bytes>) -> Fut
-        + Clone
-        + Send
-        + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    serve_h2_with(listener, h2::server::Builder::new(), on_stream)
-}
-
-/// [`serve_h2`] with the connections' settings given (`builder`), such as a limit on the streams
-/// a client may open at once.
-pub fn serve_h2_with<F, Fut>(
+/// Serves HTTP/2 (prior knowledge) on `listener`, with the connections' settings `builder`
+/// (`h2::server::Builder::new()` for h2's defaults): every stream goes to `on_stream` in a task
+/// of its own. Returns the accept loop's task.
+pub fn serve_h2<F, Fut>(
     listener: TcpListener,
     builder: h2::server::Builder,
     on_stream: F,
@@ -377,24 +365,28 @@ impl RefusingH2Upstream {
         let addr = listener.local_addr().expect("local addr");
         let streams = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&streams);
-        let task = serve_h2(listener, move |_req, mut respond| {
-            let counter = Arc::clone(&counter);
-            async move {
-                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-                if n <= refuse {
-                    respond.send_reset(h2::Reason::REFUSED_STREAM);
-                    return;
+        let task = serve_h2(
+            listener,
+            h2::server::Builder::new(),
+            move |_req, mut respond| {
+                let counter = Arc::clone(&counter);
+                async move {
+                    let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                    if n <= refuse {
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        return;
+                    }
+                    let resp = http::Response::builder()
+                        .status(200)
+                        .header("x-upstream", "refusing")
+                        .body(())
+                        .expect("response");
+                    if let Ok(mut body) = respond.send_response(resp, false) {
+                        let _ = body.send_data(Bytes::from_static(b"ok"), true);
+                    }
                 }
-                let resp = http::Response::builder()
-                    .status(200)
-                    .header("x-upstream", "refusing")
-                    .body(())
-                    .expect("response");
-                if let Ok(mut body) = respond.send_response(resp, false) {
-                    let _ = body.send_data(Bytes::from_static(b"ok"), true);
-                }
-            }
-        });
+            },
+        );
         RefusingH2Upstream {
             addr,
             streams,
@@ -504,7 +496,7 @@ impl EchoH2Upstream {
     pub async fn start() -> EchoH2Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
-        let task = serve_h2(listener, echo_stream);
+        let task = serve_h2(listener, h2::server::Builder::new(), echo_stream);
         EchoH2Upstream { addr, task }
     }
 }

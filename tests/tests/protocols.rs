@@ -336,14 +336,18 @@ async fn silent_h2_upstream() -> (
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (resets, rx) = tokio::sync::mpsc::unbounded_channel();
-    ferry_tests::upstream::serve_h2(listener, move |_req, mut respond| {
-        let resets = resets.clone();
-        async move {
-            if let Ok(reason) = std::future::poll_fn(|cx| respond.poll_reset(cx)).await {
-                let _ = resets.send(reason);
+    ferry_tests::upstream::serve_h2(
+        listener,
+        h2::server::Builder::new(),
+        move |_req, mut respond| {
+            let resets = resets.clone();
+            async move {
+                if let Ok(reason) = std::future::poll_fn(|cx| respond.poll_reset(cx)).await {
+                    let _ = resets.send(reason);
+                }
             }
-        }
-    });
+        },
+    );
     (addr, rx)
 }
 
@@ -476,7 +480,7 @@ async fn requests_past_the_upstreams_concurrent_stream_limit_wait_for_a_stream()
     let (o, m) = (Arc::clone(&open), Arc::clone(&most));
     let mut builder = h2::server::Builder::new();
     builder.max_concurrent_streams(2);
-    ferry_tests::upstream::serve_h2_with(listener, builder, move |_req, mut respond| {
+    ferry_tests::upstream::serve_h2(listener, builder, move |_req, mut respond| {
         let (o, m) = (Arc::clone(&o), Arc::clone(&m));
         async move {
             m.fetch_max(o.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
