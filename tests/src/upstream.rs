@@ -406,37 +406,75 @@ impl Drop for RefusingH2Upstream {
     }
 }
 
-/// An HTTP/2 upstream that counts the connections it accepted and those that ended, and the
-/// streams it served. `/slow` answers five chunks 200 ms apart ("chunk 0;"...), anything else
-/// "ok" at once. With `goaway_first`, its first connection says GOAWAY (NO_ERROR, last stream 0)
-/// before it takes any stream, as an upstream shutting down gracefully does.
+/// How a [`CountingH2Upstream`] behaves.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct H2Behaviour {
+    /// Its first connection says GOAWAY (NO_ERROR, last stream 0) before it takes any stream,
+    /// as an upstream shutting down gracefully does.
+    pub goaway_first: bool,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS: streams past it are refused (RST_STREAM
+    /// REFUSED_STREAM), even before the client has seen the setting.
+    pub max_concurrent_streams: Option<u32>,
+    /// How long each connection waits after it is accepted before it sends its SETTINGS (a busy
+    /// upstream): a client that does not wait for them sends its first streams without knowing
+    /// the limit.
+    pub settings_delay: Duration,
+    /// How long every answer waits before its headers.
+    pub answer_delay: Duration,
+}
+
+/// An HTTP/2 upstream that counts the connections it accepted and those that ended, the streams
+/// it served and the most it had open at once on one connection. `/slow` answers five chunks
+/// 200 ms apart ("chunk 0;"...), anything else "ok"; see [`H2Behaviour`] for the rest.
 pub struct CountingH2Upstream {
     pub addr: SocketAddr,
-    counts: Arc<[AtomicUsize; 3]>,
+    counts: Arc<H2Counts>,
     task: JoinHandle<()>,
 }
 
+#[derive(Default)]
+struct H2Counts {
+    accepted: AtomicUsize,
+    ended: AtomicUsize,
+    served: AtomicUsize,
+    most_open: AtomicUsize,
+}
+
 impl CountingH2Upstream {
-    pub async fn start(goaway_first: bool) -> CountingH2Upstream {
+    pub async fn start(behaviour: H2Behaviour) -> CountingH2Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
-        let counts: Arc<[AtomicUsize; 3]> = Arc::new(Default::default());
+        let counts = Arc::new(H2Counts::default());
         let c = Arc::clone(&counts);
+        let mut builder = h2::server::Builder::new();
+        if let Some(n) = behaviour.max_concurrent_streams {
+            builder.max_concurrent_streams(n);
+        }
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
-                let first = c[0].fetch_add(1, Ordering::SeqCst) == 0;
-                let c = Arc::clone(&c);
+                let first = c.accepted.fetch_add(1, Ordering::SeqCst) == 0;
+                let (c, builder) = (Arc::clone(&c), builder.clone());
                 tokio::spawn(async move {
-                    if let Ok(mut conn) = h2::server::handshake(tcp).await {
-                        if first && goaway_first {
+                    tokio::time::sleep(behaviour.settings_delay).await;
+                    if let Ok(mut conn) = builder.handshake(tcp).await {
+                        if first && behaviour.goaway_first {
                             conn.abrupt_shutdown(h2::Reason::NO_ERROR);
                         }
+                        let open = Arc::new(AtomicUsize::new(0));
                         while let Some(Ok((req, respond))) = conn.accept().await {
-                            c[2].fetch_add(1, Ordering::SeqCst);
-                            tokio::spawn(Self::answer(req.uri().path() == "/slow", respond));
+                            c.served.fetch_add(1, Ordering::SeqCst);
+                            let now_open = open.fetch_add(1, Ordering::SeqCst) + 1;
+                            c.most_open.fetch_max(now_open, Ordering::SeqCst);
+                            let open = Arc::clone(&open);
+                            let slow = req.uri().path() == "/slow";
+                            tokio::spawn(async move {
+                                tokio::time::sleep(behaviour.answer_delay).await;
+                                Self::answer(slow, respond).await;
+                                open.fetch_sub(1, Ordering::SeqCst);
+                            });
                         }
                     }
-                    c[1].fetch_add(1, Ordering::SeqCst);
+                    c.ended.fetch_add(1, Ordering::SeqCst);
                 });
             }
         });
@@ -463,17 +501,22 @@ impl CountingH2Upstream {
 
     /// Connections accepted so far.
     pub fn accepted(&self) -> usize {
-        self.counts[0].load(Ordering::SeqCst)
+        self.counts.accepted.load(Ordering::SeqCst)
     }
 
     /// Connections that have ended (closed by the proxy, or after GOAWAY).
     pub fn ended(&self) -> usize {
-        self.counts[1].load(Ordering::SeqCst)
+        self.counts.ended.load(Ordering::SeqCst)
     }
 
-    /// Streams taken and answered.
+    /// Streams taken (and answered, or being answered).
     pub fn served(&self) -> usize {
-        self.counts[2].load(Ordering::SeqCst)
+        self.counts.served.load(Ordering::SeqCst)
+    }
+
+    /// The most streams that were open at once on one connection.
+    pub fn most_open(&self) -> usize {
+        self.counts.most_open.load(Ordering::SeqCst)
     }
 }
 

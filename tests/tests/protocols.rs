@@ -387,7 +387,7 @@ async fn a_timed_out_or_abandoned_request_is_cancelled_at_the_http2_upstream() {
 #[tokio::test]
 async fn an_idle_http2_upstream_connection_is_closed_after_the_idle_timeout() {
     use std::time::{Duration, Instant};
-    let up = ferry_tests::upstream::CountingH2Upstream::start(false).await;
+    let up = ferry_tests::upstream::CountingH2Upstream::start(Default::default()).await;
     let yaml = table_yaml(CATCH_ALL_TO_A, &[("a", &[up.addr], "HTTP2")]).replace(
         "protocol: HTTP2\n",
         "protocol: HTTP2\n    idleTimeout: 0.5s\n",
@@ -469,35 +469,56 @@ async fn requests_waiting_on_a_failed_http2_connect_fail_with_it_not_one_after_a
 }
 
 #[tokio::test]
-async fn requests_past_the_upstreams_concurrent_stream_limit_wait_for_a_stream() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+async fn a_cold_burst_stays_within_a_stream_limit_the_upstream_has_not_announced_yet() {
+    use ferry_tests::upstream::{CountingH2Upstream, H2Behaviour};
     use std::time::Duration;
-    // An upstream that takes two streams at a time (SETTINGS_MAX_CONCURRENT_STREAMS 2) and
-    // answers each after 200 ms, noting the most it ever had open at once.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = listener.local_addr().unwrap();
-    let (open, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let (o, m) = (Arc::clone(&open), Arc::clone(&most));
-    let mut builder = h2::server::Builder::new();
-    builder.max_concurrent_streams(2);
-    ferry_tests::upstream::serve_h2(listener, builder, move |_req, mut respond| {
-        let (o, m) = (Arc::clone(&o), Arc::clone(&m));
-        async move {
-            m.fetch_max(o.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            o.fetch_sub(1, Ordering::SeqCst);
-            let resp = http::Response::builder().status(200).body(()).unwrap();
-            if let Ok(mut body) = respond.send_response(resp, false) {
-                let _ = body.send_data(bytes::Bytes::from_static(b"ok"), true);
-            }
-        }
-    });
-    let proxy = ProxyProcess::start(&table_yaml(CATCH_ALL_TO_A, &[("a", &[up], "HTTP2")]))
+    // An upstream that takes 120 streams at a time per connection, but says so only 300 ms after
+    // it accepts one: the proxy's first streams go out before it knows. Past the limit the
+    // upstream refuses them, and without a retry policy each refusal would be a 503.
+    let up = CountingH2Upstream::start(H2Behaviour {
+        max_concurrent_streams: Some(120),
+        settings_delay: Duration::from_millis(300),
+        answer_delay: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await;
+    let proxy = ProxyProcess::start(&table_yaml(CATCH_ALL_TO_A, &[("a", &[up.addr], "HTTP2")]))
         .await
         .expect("proxy");
     let url = proxy.url("web").await;
-    // Open the connection first, so that the upstream's SETTINGS are known.
-    assert_eq!(Client::http1().get(&url).await.expect("get").status, 200);
+    let calls = (0..150).map(|i| {
+        let url = format!("{url}/r{i}");
+        async move { Client::http1().get(&url).await.expect("get") }
+    });
+    for r in futures_util::future::join_all(calls).await {
+        assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "ok"));
+    }
+    assert!(up.most_open() <= 100, "{} streams at once", up.most_open());
+}
+
+#[tokio::test]
+async fn requests_past_the_upstreams_stream_limit_open_another_connection() {
+    use ferry_tests::upstream::{CountingH2Upstream, H2Behaviour};
+    use std::time::{Duration, Instant};
+    // An upstream that takes two streams at a time per connection and answers each after 300 ms.
+    let up = CountingH2Upstream::start(H2Behaviour {
+        max_concurrent_streams: Some(2),
+        answer_delay: Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await;
+    let yaml = table_yaml(CATCH_ALL_TO_A, &[("a", &[up.addr], "HTTP2")]).replace(
+        "protocol: HTTP2\n",
+        "protocol: HTTP2\n    idleTimeout: 0.5s\n",
+    );
+    let proxy = ProxyProcess::start(&yaml).await.expect("proxy");
+    let url = proxy.url("web").await;
+    let client = Client::http1();
+    // The first connection, whose SETTINGS the proxy then knows.
+    assert_eq!(client.get(&url).await.expect("get").status, 200);
+
+    // Six at once: two on the first connection, and two on each of two more. None waits for
+    // another to end, and none is refused.
     let calls = (0..6).map(|i| {
         let url = format!("{url}/r{i}");
         async move { Client::http1().get(&url).await.expect("get") }
@@ -505,12 +526,20 @@ async fn requests_past_the_upstreams_concurrent_stream_limit_wait_for_a_stream()
     for r in futures_util::future::join_all(calls).await {
         assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "ok"));
     }
-    assert_eq!(most.load(Ordering::SeqCst), 2, "the upstream's limit held");
+    assert_eq!(up.most_open(), 2, "the upstream's limit held");
+    assert_eq!(up.accepted(), 3, "two connections were added for the burst");
+    assert_eq!(up.served(), 7);
+
+    // One request at a time goes on the first connection, and the two added ones close after
+    // idleTimeout while it keeps serving.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while up.ended() < 2 && Instant::now() < deadline {
+        let r = client.get(&url).await.expect("get");
+        assert_eq!(r.status, 200);
+    }
     assert_eq!(
-        proxy
-            .metric("ferry_upstream_connections_total{cluster=\"a\"}")
-            .await,
-        1.0,
-        "one connection carried them all"
+        (up.accepted(), up.ended()),
+        (3, 2),
+        "the added connections stayed open, or the first one closed while in use"
     );
 }

@@ -641,7 +641,11 @@ async fn a_stream_above_an_upstream_goaway_is_retried_as_refused() {
     // The upstream's first connection says GOAWAY before it takes any stream (last stream id 0,
     // NO_ERROR: shutting down gracefully), so the proxy's stream on it was never processed. The
     // next connection answers.
-    let up = ferry_tests::upstream::CountingH2Upstream::start(true).await;
+    let up = ferry_tests::upstream::CountingH2Upstream::start(ferry_tests::upstream::H2Behaviour {
+        goaway_first: true,
+        ..Default::default()
+    })
+    .await;
     let policy =
         "retryPolicy: { maxRetries: 1, backoffBase: 0.001s, httpRetryEvents: [STREAM_ERROR] }";
     let proxy = ProxyProcess::start(&table_yaml(
@@ -659,7 +663,11 @@ async fn a_stream_above_an_upstream_goaway_is_retried_as_refused() {
     assert_eq!((up.accepted(), up.served()), (2, 1));
 
     // Without a policy that retries it, the answer says what happened.
-    let up = ferry_tests::upstream::CountingH2Upstream::start(true).await;
+    let up = ferry_tests::upstream::CountingH2Upstream::start(ferry_tests::upstream::H2Behaviour {
+        goaway_first: true,
+        ..Default::default()
+    })
+    .await;
     let proxy = ProxyProcess::start(&table_yaml(&route_with(""), &[("a", &[up.addr], "HTTP2")]))
         .await
         .unwrap();

@@ -1,10 +1,9 @@
 //! One upstream address, its in-flight count (for least-request) and its idle connections.
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
 use crossbeam_queue::SegQueue;
 use hyper::client::conn::http1;
 
@@ -24,8 +23,6 @@ pub struct Endpoint {
     /// Outlier-detection state: consecutive errors and ejection.
     pub outlier: OutlierState,
     active: AtomicU32,
-    /// Requests begun, ever: the HTTP/2 connection's idle check compares it between two looks.
-    started: AtomicU64,
     /// Idle HTTP/1.1 connections (lock-free queue: the request path takes no lock).
     idle: SegQueue<IdleConn>,
     idle_count: AtomicUsize,
@@ -37,13 +34,8 @@ pub struct Endpoint {
     handoff: Handoff<Box<RawConn>>,
     /// A task is closing this endpoint's expired and dead direct connections.
     reaping: AtomicBool,
-    /// The shared HTTP/2 connection, multiplexing every request to this endpoint.
-    pub(super) h2: ArcSwapOption<super::h2_client::H2Conn>,
-    /// Serialises opening the HTTP/2 connection so a burst does not open one each. It holds how
-    /// the last attempt failed, for the requests that waited on it.
-    pub(super) h2_connecting: tokio::sync::Mutex<Option<Arc<super::pool::UpstreamError>>>,
-    /// Attempts to open the HTTP/2 connection that have ended, failed or not.
-    pub(super) h2_attempts: AtomicU64,
+    /// The HTTP/2 connections, multiplexing the requests to this endpoint.
+    pub(super) h2: super::h2_client::H2Pool,
 }
 
 pub(super) struct IdleConn {
@@ -70,27 +62,19 @@ impl Endpoint {
             health: HealthState::default(),
             outlier: OutlierState::default(),
             active: AtomicU32::new(0),
-            started: AtomicU64::new(0),
             idle: SegQueue::new(),
             idle_count: AtomicUsize::new(0),
             direct: SegQueue::new(),
             direct_count: AtomicUsize::new(0),
             handoff: Handoff::default(),
             reaping: AtomicBool::new(false),
-            h2: ArcSwapOption::empty(),
-            h2_connecting: tokio::sync::Mutex::new(None),
-            h2_attempts: AtomicU64::new(0),
+            h2: super::h2_client::H2Pool::default(),
         }
     }
 
     /// Requests in flight to this endpoint.
     pub fn active_requests(&self) -> u32 {
         self.active.load(Ordering::Relaxed)
-    }
-
-    /// Requests begun to this endpoint since it was made (a count that only grows).
-    pub(super) fn requests_started(&self) -> u64 {
-        self.started.load(Ordering::Relaxed)
     }
 
     /// Idle pooled HTTP/1.1 connections (of both clients).
@@ -191,7 +175,6 @@ pub struct ActiveRequest(Arc<Endpoint>);
 impl ActiveRequest {
     pub fn new(ep: Arc<Endpoint>) -> ActiveRequest {
         ep.active.fetch_add(1, Ordering::Relaxed);
-        ep.started.fetch_add(1, Ordering::Relaxed);
         ActiveRequest(ep)
     }
 

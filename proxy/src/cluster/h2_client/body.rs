@@ -10,6 +10,8 @@ use http::HeaderMap;
 use http::header::CONTENT_LENGTH;
 use http_body::{Body, Frame, SizeHint};
 
+use super::conns::StreamSlot;
+
 pub struct H2Body {
     recv: RecvStream,
     /// What the Content-Length header says is still to come, when the upstream sent one. h2
@@ -17,10 +19,12 @@ pub struct H2Body {
     /// (an HTTP/1.1 client then gets a Content-Length instead of chunks).
     remaining: Option<u64>,
     data_done: bool,
+    /// Counts the stream on its connection until the response ends.
+    _slot: StreamSlot,
 }
 
 impl H2Body {
-    pub fn new(recv: RecvStream, headers: &HeaderMap) -> H2Body {
+    pub fn new(recv: RecvStream, headers: &HeaderMap, slot: StreamSlot) -> H2Body {
         let remaining = headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
@@ -29,6 +33,7 @@ impl H2Body {
             recv,
             remaining,
             data_done: false,
+            _slot: slot,
         }
     }
 }

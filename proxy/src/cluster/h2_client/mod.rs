@@ -8,58 +8,30 @@
 //! Callgrind, 20,000 gRPC unary calls: 1,569 M instructions against 1,722 M with hyper's client
 //! (−8.9%) (issue #7).
 //!
-//! Each endpoint shares one connection ([`shared`]): opened by one request at a time, its failure
-//! shared with the requests that waited for it, and closed after the cluster's idle timeout
-//! without a request ([`until_idle`]).
+//! Each endpoint's requests share its connections ([`conns`]): usually one, more while the
+//! requests exceed the upstream's stream limit.
 mod body;
+mod conns;
 mod pipe;
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use h2::client::{ResponseFuture, SendRequest};
+use h2::client::ResponseFuture;
 use http::header::{CONTENT_LENGTH, HeaderValue, TE};
 use http::{HeaderMap, Method, Request, Response};
 use http_body::Body;
 
 pub use body::H2Body;
+pub use conns::H2Pool;
 use pipe::Pipe;
 
-use super::h1::ActiveGuard;
-use super::pool::{UpstreamError, connect};
+use super::pool::UpstreamError;
 use super::{Cluster, Endpoint};
 use crate::http::{RequestBody, X_REQUEST_ID, is_hop_by_hop, strip_hop_by_hop};
 
-/// Per-stream receive window: 2 MiB, as hyper's client had, so a large response streams
-/// without waiting for WINDOW_UPDATEs on loopback-fast links.
-const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
-/// Connection receive window: 5 MiB, shared by the streams.
-const CONN_WINDOW: u32 = 5 * 1024 * 1024;
-/// What h2 buffers per stream ahead of the upstream's window.
-const MAX_SEND_BUFFER: usize = 1024 * 1024;
-/// Largest response header block accepted.
-const MAX_HEADER_LIST: u32 = 16 * 1024;
-/// Streams reset by the proxy and still tracked, past which the connection is closed.
-const MAX_LOCAL_ERROR_RESETS: usize = 1024;
-
-/// An endpoint's shared HTTP/2 connection.
-pub struct H2Conn {
-    sender: SendRequest<Bytes>,
-    /// Set by the task that drives the connection when the connection ends.
-    closed: Arc<AtomicBool>,
-}
-
-impl H2Conn {
-    fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
-}
-
-/// Sends `req` on `ep`'s shared connection, opening it if there is none or it has ended. A
+/// Sends `req` on one of `ep`'s connections, opening one if none has room (see [`conns`]). A
 /// request that could not be given a stream (the connection closed or the upstream sent GOAWAY
 /// meanwhile) goes on a new connection, so that race never reaches the client.
 ///
@@ -83,31 +55,33 @@ pub fn send<'a>(
                 .insert(CONTENT_LENGTH, HeaderValue::from(len));
         }
         let eos = body.is_end_stream();
-        let mut sender = None;
-        // Two rounds at most: the shared connection, then a fresh one if it turned out gone.
+        let mut ready = None;
+        // Two rounds at most: a connection open already, then a fresh one if it turned out gone.
         for _ in 0..2 {
-            let conn = shared(cluster, ep).await?;
-            match conn.sender.clone().ready().await {
-                Ok(s) => {
-                    sender = Some(s);
+            let slot = conns::stream(cluster, ep).await?;
+            match slot.sender().ready().await {
+                Ok(sender) => {
+                    ready = Some((sender, slot));
                     break;
                 }
-                Err(_) => forget(ep, &conn),
+                Err(_) => ep.h2.forget(slot.conn()),
             }
         }
-        let mut sender = match sender {
-            Some(s) => s,
+        let (mut sender, slot) = match ready {
+            Some(ready) => ready,
             // Both rounds found dead connections: open one last and report what it says.
-            None => shared(cluster, ep)
-                .await?
-                .sender
-                .clone()
-                .ready()
-                .await
-                .map_err(|source| UpstreamError::Stream {
-                    addr: ep.addr,
-                    source,
-                })?,
+            None => {
+                let slot = conns::stream(cluster, ep).await?;
+                let sender =
+                    slot.sender()
+                        .ready()
+                        .await
+                        .map_err(|source| UpstreamError::Stream {
+                            addr: ep.addr,
+                            source,
+                        })?;
+                (sender, slot)
+            }
         };
         let (response, tx) =
             sender
@@ -126,7 +100,7 @@ pub fn send<'a>(
             source,
         })?;
         let (parts, recv) = resp.into_parts();
-        let body = H2Body::new(recv, &parts.headers);
+        let body = H2Body::new(recv, &parts.headers, slot);
         Ok(Response::from_parts(parts, body))
     }
 }
@@ -164,139 +138,6 @@ impl Future for Exchange {
 fn log_unsent(piped: Result<(), pipe::PipeError>) {
     if let Err(e) = piped {
         tracing::debug!("request body not sent whole: {e}");
-    }
-}
-
-/// The endpoint's shared connection, opened if there is none (one opener at a time).
-///
-/// Requests that wait while an attempt to open it fails get that attempt's error, as Envoy fails
-/// the requests pending on a connection that could not be made. Each trying again in turn would
-/// queue them one connect timeout behind the other: toward an address that drops SYNs (a task
-/// that is gone), the tenth request waited ten timeouts before it could be retried elsewhere.
-async fn shared(cluster: &Cluster, ep: &Arc<Endpoint>) -> Result<Arc<H2Conn>, UpstreamError> {
-    if let Some(c) = live(ep) {
-        return Ok(c);
-    }
-    let attempts = ep.h2_attempts.load(Ordering::Acquire);
-    let mut last_failure = ep.h2_connecting.lock().await;
-    if let Some(c) = live(ep) {
-        return Ok(c);
-    }
-    if ep.h2_attempts.load(Ordering::Acquire) != attempts
-        && let Some(failure) = last_failure.as_ref()
-    {
-        return Err(UpstreamError::OpenFailed(Arc::clone(failure)));
-    }
-    // Boxed: connecting is the rare path, and its state would otherwise make every request's
-    // future larger.
-    let opened = Box::pin(open(cluster, ep)).await;
-    ep.h2_attempts.fetch_add(1, Ordering::Release);
-    match opened {
-        Ok(conn) => {
-            *last_failure = None;
-            let conn = Arc::new(conn);
-            ep.h2.store(Some(Arc::clone(&conn)));
-            Ok(conn)
-        }
-        Err(e) => {
-            let e = Arc::new(e);
-            *last_failure = Some(Arc::clone(&e));
-            Err(UpstreamError::OpenFailed(e))
-        }
-    }
-}
-
-/// The endpoint's connection, unless it has ended or was retired as idle.
-fn live(ep: &Endpoint) -> Option<Arc<H2Conn>> {
-    ep.h2.load_full().filter(|c| !c.is_closed())
-}
-
-/// Drops `conn` from the endpoint, unless another request has replaced it already.
-fn forget(ep: &Endpoint, conn: &Arc<H2Conn>) {
-    ep.h2
-        .compare_and_swap(&Some(Arc::clone(conn)), None::<Arc<H2Conn>>);
-}
-
-/// A new HTTP/2 connection to `ep` (TLS when the cluster originates it, with h2 by ALPN),
-/// driven by a task of its own until the upstream closes it or nothing holds its sender.
-async fn open(cluster: &Cluster, ep: &Arc<Endpoint>) -> Result<H2Conn, UpstreamError> {
-    let io = connect(cluster, ep).await?;
-    let (sender, conn) = h2::client::Builder::new()
-        .initial_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONN_WINDOW)
-        .max_send_buffer_size(MAX_SEND_BUFFER)
-        .max_header_list_size(MAX_HEADER_LIST)
-        .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
-        .enable_push(false)
-        .handshake::<_, Bytes>(io)
-        .await
-        .map_err(|source| UpstreamError::H2Handshake {
-            addr: ep.addr,
-            source,
-        })?;
-    let closed = Arc::new(AtomicBool::new(false));
-    let active = ActiveGuard::new(cluster.metrics.cx_active.clone());
-    let addr = ep.addr;
-    let done = Arc::clone(&closed);
-    let idle = until_idle(
-        Arc::downgrade(ep),
-        Arc::clone(&closed),
-        cluster.idle_timeout,
-    );
-    tokio::spawn(async move {
-        let mut conn = std::pin::pin!(conn);
-        let ended = tokio::select! {
-            ended = &mut conn => ended,
-            // Retired: h2 sends GOAWAY and closes once the last stream and sender are gone.
-            () = idle => conn.await,
-        };
-        if let Err(e) = ended {
-            tracing::debug!(%addr, "upstream HTTP/2 connection ended: {e}");
-        }
-        done.store(true, Ordering::Release);
-        drop(active);
-    });
-    Ok(H2Conn { sender, closed })
-}
-
-/// Ends once the connection whose flag is `closed` has carried no request for `idle_timeout`
-/// (the cluster's `idleTimeout`, as for HTTP/1.1 connections), having retired it: marked closed
-/// so no request takes it, and dropped from the endpoint so that h2 closes it (GOAWAY NO_ERROR)
-/// when no request holds it any more. A request that took it just before finishes on it.
-///
-/// It looks every `idle_timeout` (2 s at most, 50 ms at least): a look that finds a request in
-/// flight, or one begun since the last look, starts the idle time again. So the connection closes
-/// between `idle_timeout` and one period after it. The request path only counts requests, which
-/// it does for least-request anyway. Without this, a connection to an upstream that keeps it open
-/// (gRPC servers commonly do) stayed open for as long as the endpoint existed.
-async fn until_idle(ep: Weak<Endpoint>, closed: Arc<AtomicBool>, idle_timeout: Duration) {
-    let period = idle_timeout.clamp(Duration::from_millis(50), Duration::from_secs(2));
-    // None until the first look: a request that ended before it was not seen by any look, so
-    // the idle time starts there, never earlier.
-    let mut seen = None;
-    let mut quiet_since = Instant::now();
-    loop {
-        tokio::time::sleep(period).await;
-        // The endpoint is gone: its H2Conn went with it, and the connection closes by itself.
-        let Some(ep) = ep.upgrade() else {
-            return std::future::pending().await;
-        };
-        let started = ep.requests_started();
-        if ep.active_requests() > 0 || seen != Some(started) {
-            seen = Some(started);
-            quiet_since = Instant::now();
-            continue;
-        }
-        if quiet_since.elapsed() >= idle_timeout {
-            closed.store(true, Ordering::Release);
-            if let Some(current) = ep.h2.load_full()
-                && Arc::ptr_eq(&current.closed, &closed)
-            {
-                forget(&ep, &current);
-            }
-            tracing::debug!(addr = %ep.addr, "closing an idle upstream HTTP/2 connection");
-            return;
-        }
     }
 }
 
