@@ -864,6 +864,13 @@ def markdown(report):
                   "refused streams and connection errors) and an access log in Envoy's default "
                   "format, written to a file. The peers' configurations are unchanged (no retry "
                   "policy, no access log).", ""]
+    if report.get("grpc_upstream_streams", 256) != 256:
+        lines += [f"The gRPC upstream announces SETTINGS_MAX_CONCURRENT_STREAMS "
+                  f"{report['grpc_upstream_streams']} (256 in the standard run), fewer than the "
+                  "gRPC scenario's 256 streams at once.", ""]
+    if report.get("grpc_upstream_delay_ms"):
+        lines += [f"The gRPC upstream takes {report['grpc_upstream_delay_ms']} ms per call "
+                  "(at once in the standard run).", ""]
     if report["missing"]:
         lines += ["Not run: " + "; ".join(f"{k} ({v})" for k, v in report["missing"].items()), ""]
     for sc in report["scenarios"]:
@@ -1045,6 +1052,13 @@ def main():
     ap.add_argument("--ferry-appmesh-defaults", action="store_true",
                     help="give Ferry's routes App Mesh's default retry policy and its listeners an "
                     "access log to a file, as ferry-agent compiles them (the peers are unchanged)")
+    ap.add_argument("--grpc-upstream-streams", type=int, default=256,
+                    help="the gRPC upstream's SETTINGS_MAX_CONCURRENT_STREAMS (ASP.NET Core's "
+                         "Kestrel announces 100; below the 256 streams of the gRPC scenario, a "
+                         "proxy must open more than one connection or queue)")
+    ap.add_argument("--grpc-upstream-delay-ms", type=int, default=0,
+                    help="how long the gRPC upstream takes per call (0: at once); with a delay, "
+                         "the calls a proxy keeps in flight bound its throughput")
     ap.add_argument("--out", required=True)
     ap.add_argument("--only", help="comma-separated scenario ids (and memory, connections, swap)")
     ap.add_argument("--targets", help="comma-separated targets to run (default: all available)")
@@ -1073,7 +1087,10 @@ def main():
     upstream = Proc("upstream", ["nginx", "-p", tmp, "-e", "stderr", "-c", str(up_conf)],
                     UPSTREAM_PORT, tmp)
     grpc_upstream = Proc("grpc-upstream", [str(Path(args.tables).with_name("bench-grpc-upstream")),
-                                           f"{HOST}:{GRPC_UPSTREAM_PORT}"], GRPC_UPSTREAM_PORT, tmp)
+                                           f"{HOST}:{GRPC_UPSTREAM_PORT}",
+                                           str(args.grpc_upstream_streams),
+                                           str(args.grpc_upstream_delay_ms)],
+                         GRPC_UPSTREAM_PORT, tmp)
     iperf = None
     if shutil.which("iperf3"):
         iperf = Proc("iperf3", ["iperf3", "-s", "-B", HOST, "-p", str(IPERF_PORT)], IPERF_PORT, tmp)
@@ -1134,6 +1151,8 @@ def main():
         "mode": "quick (smoke)" if args.quick else "full",
         "ferry_build": args.ferry_build,
         "ferry_appmesh_defaults": args.ferry_appmesh_defaults,
+        "grpc_upstream_streams": args.grpc_upstream_streams,
+        "grpc_upstream_delay_ms": args.grpc_upstream_delay_ms,
         "rounds": rounds,
         "scenarios": scs,
         "results": results,
