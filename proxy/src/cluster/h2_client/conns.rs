@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
+use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use h2::client::SendRequest;
 
@@ -42,8 +42,8 @@ const DEFAULT_STREAM_LIMIT: usize = 100;
 
 /// The HTTP/2 connections to one endpoint.
 pub struct H2Pool {
-    /// Oldest first.
-    conns: ArcSwap<Vec<Arc<H2Conn>>>,
+    /// Oldest first; none (no allocation) for the endpoints of other protocols.
+    conns: ArcSwapOption<Vec<Arc<H2Conn>>>,
     /// Serialises opening connections, so that a burst does not open one per request. It holds
     /// how the last attempt failed, for the requests that waited on it.
     connecting: tokio::sync::Mutex<Option<Arc<UpstreamError>>>,
@@ -57,7 +57,7 @@ pub struct H2Pool {
 impl Default for H2Pool {
     fn default() -> H2Pool {
         H2Pool {
-            conns: ArcSwap::from_pointee(Vec::new()),
+            conns: ArcSwapOption::empty(),
             connecting: tokio::sync::Mutex::new(None),
             attempts: AtomicU64::new(0),
             stream_limit: AtomicUsize::new(DEFAULT_STREAM_LIMIT),
@@ -160,9 +160,9 @@ pub async fn stream(cluster: &Cluster, ep: &Arc<Endpoint>) -> Result<StreamSlot,
             // the upstream last said is 0 (h2 then holds the stream until it says more).
             let slot = conn.take();
             pool.conns.rcu(|conns| {
-                let mut conns = Vec::clone(conns);
+                let mut conns = conns.as_deref().cloned().unwrap_or_default();
                 conns.push(Arc::clone(&conn));
-                conns
+                Some(Arc::new(conns))
             });
             Ok(slot)
         }
@@ -178,7 +178,7 @@ impl H2Pool {
     /// A stream on the oldest open connection with room under the upstream's limit.
     fn try_take(&self) -> Option<StreamSlot> {
         let conns = self.conns.load();
-        for conn in conns.iter().filter(|c| !c.is_closed()) {
+        for conn in still_open(&conns) {
             // What the upstream's SETTINGS said on this connection (or what it assumed before
             // they came); h2 counts the streams against it too.
             let limit = conn.sender.current_max_send_streams();
@@ -196,7 +196,7 @@ impl H2Pool {
     /// streams.
     fn least_busy_at_cap(&self) -> Option<Arc<H2Conn>> {
         let conns = self.conns.load();
-        let open = conns.iter().filter(|c| !c.is_closed());
+        let open = still_open(&conns);
         if open.clone().count() < MAX_CONNECTIONS {
             return None;
         }
@@ -208,13 +208,23 @@ impl H2Pool {
     pub fn forget(&self, conn: &Arc<H2Conn>) {
         conn.closed.store(true, Ordering::Release);
         self.conns.rcu(|conns| {
-            conns
+            let left: Vec<_> = conns
                 .iter()
+                .flat_map(|c| c.iter())
                 .filter(|c| !Arc::ptr_eq(c, conn))
                 .map(Arc::clone)
-                .collect::<Vec<_>>()
+                .collect();
+            (!left.is_empty()).then(|| Arc::new(left))
         });
     }
+}
+
+/// The connections of `conns` that have neither ended nor been retired.
+fn still_open(conns: &Option<Arc<Vec<Arc<H2Conn>>>>) -> impl Iterator<Item = &Arc<H2Conn>> + Clone {
+    conns
+        .iter()
+        .flat_map(|c| c.iter())
+        .filter(|c| !c.is_closed())
 }
 
 /// A new HTTP/2 connection to `ep` (TLS when the cluster originates it, with h2 by ALPN) that
