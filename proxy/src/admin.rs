@@ -15,6 +15,7 @@ use hyper_util::server::conn::auto;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::cluster::UpstreamProtocol;
 use crate::server::Proxy;
 
 /// Changes the log filter at run time (`/logging?level=debug`).
@@ -239,7 +240,7 @@ fn clusters(proxy: &Proxy) -> serde_json::Value {
                     } else {
                         "UNHEALTHY"
                     };
-                    json!({
+                    let mut entry = json!({
                         "address": e.addr.to_string(),
                         "source": source,
                         "health": health,
@@ -247,7 +248,18 @@ fn clusters(proxy: &Proxy) -> serde_json::Value {
                         "times_ejected": e.outlier.times_ejected(),
                         "active_requests": e.active_requests(),
                         "idle_connections": e.idle_connections(),
-                    })
+                    });
+                    if c.protocol == UpstreamProtocol::Http2 {
+                        let h2 = e.http2_status();
+                        // null: the upstream announced no limit.
+                        let limit = (h2.stream_limit != usize::MAX).then_some(h2.stream_limit);
+                        entry["http2"] = json!({
+                            "connections": h2.connections,
+                            "streams": h2.streams,
+                            "stream_limit": limit,
+                        });
+                    }
+                    entry
                 })
                 .collect();
             let discovery = c

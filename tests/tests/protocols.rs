@@ -529,6 +529,15 @@ async fn requests_past_the_upstreams_stream_limit_open_another_connection() {
     assert_eq!(up.most_open(), 2, "the upstream's limit held");
     assert_eq!(up.accepted(), 3, "two connections were added for the burst");
     assert_eq!(up.served(), 7);
+    let http2 = || async {
+        let (_, clusters) = proxy.admin_get("/clusters").await.expect("/clusters");
+        let clusters: serde_json::Value = serde_json::from_str(&clusters).expect("json");
+        clusters[0]["endpoints"][0]["http2"].clone()
+    };
+    assert_eq!(
+        http2().await,
+        serde_json::json!({ "connections": 3, "streams": 0, "stream_limit": 2 })
+    );
 
     // One request at a time goes on the first connection, and the two added ones close after
     // idleTimeout while it keeps serving.
@@ -542,4 +551,5 @@ async fn requests_past_the_upstreams_stream_limit_open_another_connection() {
         (3, 2),
         "the added connections stayed open, or the first one closed while in use"
     );
+    assert_eq!(http2().await["connections"], 1);
 }

@@ -77,6 +77,11 @@ impl Endpoint {
         self.active.load(Ordering::Relaxed)
     }
 
+    /// The state of this endpoint's HTTP/2 connections (for `/clusters`).
+    pub fn http2_status(&self) -> super::h2_client::H2Status {
+        self.h2.status()
+    }
+
     /// Idle pooled HTTP/1.1 connections (of both clients).
     pub fn idle_connections(&self) -> usize {
         self.idle_count.load(Ordering::Relaxed) + self.direct_count.load(Ordering::Relaxed)

@@ -65,6 +65,14 @@ impl Default for H2Pool {
     }
 }
 
+/// See [`H2Pool::status`].
+pub struct H2Status {
+    pub connections: usize,
+    pub streams: usize,
+    /// `usize::MAX` when the upstream announced none (no limit).
+    pub stream_limit: usize,
+}
+
 /// One HTTP/2 connection to an endpoint.
 pub struct H2Conn {
     sender: SendRequest<Bytes>,
@@ -202,6 +210,20 @@ impl H2Pool {
         }
         open.min_by_key(|c| c.streams.load(Ordering::Relaxed))
             .map(Arc::clone)
+    }
+
+    /// What `/clusters` shows of the endpoint's HTTP/2 connections: how many are open, the
+    /// streams this proxy has on them, and the stream limit the upstream last announced.
+    pub fn status(&self) -> H2Status {
+        let conns = self.conns.load();
+        let (connections, streams) = still_open(&conns).fold((0, 0), |(n, s), c| {
+            (n + 1, s + c.streams.load(Ordering::Relaxed))
+        });
+        H2Status {
+            connections,
+            streams,
+            stream_limit: self.stream_limit.load(Ordering::Relaxed),
+        }
     }
 
     /// Drops `conn`, which has ended or is going away, so no new stream goes on it.

@@ -24,7 +24,7 @@ use http::{HeaderMap, Method, Request, Response};
 use http_body::Body;
 
 pub use body::H2Body;
-pub use conns::H2Pool;
+pub use conns::{H2Pool, H2Status};
 use pipe::Pipe;
 
 use super::pool::UpstreamError;
