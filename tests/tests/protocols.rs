@@ -384,16 +384,23 @@ async fn a_timed_out_or_abandoned_request_is_cancelled_at_the_http2_upstream() {
     assert_eq!(next_reset(&mut resets).await, h2::Reason::CANCEL);
 }
 
+/// A proxy whose catch-all route goes to one HTTP/2 upstream with the cluster's `idleTimeout`
+/// at `idle`, and its listener's URL.
+async fn proxy_with_idle_timeout(up: std::net::SocketAddr, idle: &str) -> (ProxyProcess, String) {
+    let yaml = table_yaml(CATCH_ALL_TO_A, &[("a", &[up], "HTTP2")]).replace(
+        "protocol: HTTP2\n",
+        &format!("protocol: HTTP2\n    idleTimeout: {idle}\n"),
+    );
+    let proxy = ProxyProcess::start(&yaml).await.expect("proxy");
+    let url = proxy.url("web").await;
+    (proxy, url)
+}
+
 #[tokio::test]
 async fn an_idle_http2_upstream_connection_is_closed_after_the_idle_timeout() {
     use std::time::{Duration, Instant};
     let up = ferry_tests::upstream::CountingH2Upstream::start(Default::default()).await;
-    let yaml = table_yaml(CATCH_ALL_TO_A, &[("a", &[up.addr], "HTTP2")]).replace(
-        "protocol: HTTP2\n",
-        "protocol: HTTP2\n    idleTimeout: 0.5s\n",
-    );
-    let proxy = ProxyProcess::start(&yaml).await.expect("proxy");
-    let url = proxy.url("web").await;
+    let (proxy, url) = proxy_with_idle_timeout(up.addr, "0.5s").await;
     let client = Client::http1();
 
     let r = client.get(&format!("{url}/once")).await.expect("get");
@@ -507,12 +514,7 @@ async fn requests_past_the_upstreams_stream_limit_open_another_connection() {
         ..Default::default()
     })
     .await;
-    let yaml = table_yaml(CATCH_ALL_TO_A, &[("a", &[up.addr], "HTTP2")]).replace(
-        "protocol: HTTP2\n",
-        "protocol: HTTP2\n    idleTimeout: 0.5s\n",
-    );
-    let proxy = ProxyProcess::start(&yaml).await.expect("proxy");
-    let url = proxy.url("web").await;
+    let (proxy, url) = proxy_with_idle_timeout(up.addr, "0.5s").await;
     let client = Client::http1();
     // The first connection, whose SETTINGS the proxy then knows.
     assert_eq!(client.get(&url).await.expect("get").status, 200);
