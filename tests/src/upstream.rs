@@ -415,6 +415,9 @@ pub struct H2Behaviour {
     /// SETTINGS_MAX_CONCURRENT_STREAMS: streams past it are refused (RST_STREAM
     /// REFUSED_STREAM), even before the client has seen the setting.
     pub max_concurrent_streams: Option<u32>,
+    /// The first connection's SETTINGS_MAX_CONCURRENT_STREAMS instead (0: an upstream that
+    /// takes no more streams on it).
+    pub first_connection_streams: Option<u32>,
     /// How long each connection waits after it is accepted before it sends its SETTINGS (a busy
     /// upstream): a client that does not wait for them sends its first streams without knowing
     /// the limit.
@@ -453,7 +456,10 @@ impl CountingH2Upstream {
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let first = c.accepted.fetch_add(1, Ordering::SeqCst) == 0;
-                let (c, builder) = (Arc::clone(&c), builder.clone());
+                let (c, mut builder) = (Arc::clone(&c), builder.clone());
+                if let (true, Some(n)) = (first, behaviour.first_connection_streams) {
+                    builder.max_concurrent_streams(n);
+                }
                 tokio::spawn(async move {
                     tokio::time::sleep(behaviour.settings_delay).await;
                     if let Ok(mut conn) = builder.handshake(tcp).await {

@@ -504,6 +504,42 @@ async fn a_cold_burst_stays_within_a_stream_limit_the_upstream_has_not_announced
 }
 
 #[tokio::test]
+async fn a_connection_that_takes_no_streams_is_replaced_once_not_once_per_request() {
+    use ferry_tests::upstream::{CountingH2Upstream, H2Behaviour};
+    use std::time::Duration;
+    // The upstream's first connection announces SETTINGS_MAX_CONCURRENT_STREAMS 0 (it takes
+    // nothing more on it), its later ones 100, each 200 ms after it is accepted.
+    let up = CountingH2Upstream::start(H2Behaviour {
+        max_concurrent_streams: Some(100),
+        first_connection_streams: Some(0),
+        settings_delay: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
+    let policy =
+        "retryPolicy: { maxRetries: 1, backoffBase: 0.001s, httpRetryEvents: [STREAM_ERROR] }";
+    let route = format!(
+        "- name: all\n  match: {{ prefix: / }}\n  action:\n    weightedTargets: [{{ cluster: a, weight: 1 }}]\n    {policy}\n"
+    );
+    let proxy = ProxyProcess::start(&table_yaml(&route, &[("a", &[up.addr], "HTTP2")]))
+        .await
+        .expect("proxy");
+    let url = proxy.url("web").await;
+    // Six at once go on the first connection before its SETTINGS come, are refused, and are
+    // retried. The first retry opens a second connection; the limit of 0 is not assumed for
+    // it, so the other five go on it too instead of each opening one more before its SETTINGS
+    // come.
+    let calls = (0..6).map(|i| {
+        let url = format!("{url}/r{i}");
+        async move { Client::http1().get(&url).await.expect("get") }
+    });
+    for r in futures_util::future::join_all(calls).await {
+        assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "ok"));
+    }
+    assert_eq!(up.accepted(), 2, "connections opened");
+}
+
+#[tokio::test]
 async fn requests_past_the_upstreams_stream_limit_open_another_connection() {
     use ferry_tests::upstream::{CountingH2Upstream, H2Behaviour};
     use std::time::{Duration, Instant};

@@ -156,7 +156,13 @@ pub async fn stream(cluster: &Cluster, ep: &Arc<Endpoint>) -> Result<StreamSlot,
     if let Some(conn) = pool.least_busy_at_cap() {
         return Ok(conn.take());
     }
-    let limit = pool.stream_limit.load(Ordering::Relaxed);
+    // A limit of 0 is one connection's state (an upstream draining it may say so instead of
+    // GOAWAY); assumed for a new connection, every request waiting here would open one more
+    // before the first one's SETTINGS came.
+    let limit = match pool.stream_limit.load(Ordering::Relaxed) {
+        0 => DEFAULT_STREAM_LIMIT,
+        n => n,
+    };
     // Boxed: connecting is the rare path, and its state would otherwise make every request's
     // future larger.
     let opened = Box::pin(open(cluster, ep, limit)).await;
