@@ -10,6 +10,7 @@ use std::mem::MaybeUninit;
 use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
+use smallvec::SmallVec;
 
 use crate::http::body::ClientBody;
 
@@ -86,9 +87,10 @@ pub fn parse(buf: &mut BytesMut, limits: HeadLimits) -> Head {
     if buf.starts_with(b"PRI ") {
         return Head::Hyper;
     }
-    let mut fields = [Span::default(); MAX_FIELDS];
-    let mut values = [Span::default(); MAX_FIELDS];
-    let (len, method, path, minor, count) = {
+    // Each field's name and value. Only the slots used are written: zeroing 128 of them cost
+    // a 2 KB memset per request, with its cache misses (cachegrind).
+    let mut spans = SmallVec::<[(Span, Span); MAX_FIELDS]>::new();
+    let (len, method, path, minor) = {
         let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
         let mut req = httparse::Request::new(&mut []);
         let len = match req.parse_with_uninit_headers(buf, &mut headers) {
@@ -100,19 +102,19 @@ pub fn parse(buf: &mut BytesMut, limits: HeadLimits) -> Head {
         let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
             return Head::Hyper;
         };
-        for (i, h) in req.headers.iter().enumerate() {
-            fields[i] = Span::of(buf, h.name.as_bytes());
-            values[i] = Span::of(buf, h.value);
-        }
+        spans.extend(
+            req.headers
+                .iter()
+                .map(|h| (Span::of(buf, h.name.as_bytes()), Span::of(buf, h.value))),
+        );
         (
             len,
             Span::of(buf, method.as_bytes()),
             Span::of(buf, path.as_bytes()),
             minor,
-            req.headers.len(),
         )
     };
-    if len > limits.max_bytes || count > limits.max_headers {
+    if len > limits.max_bytes || spans.len() > limits.max_headers {
         return Head::Hyper;
     }
     let bytes = &buf[..len];
@@ -131,9 +133,8 @@ pub fn parse(buf: &mut BytesMut, limits: HeadLimits) -> Head {
     };
     let mut close = false;
     let mut keep_alive_token = false;
-    for i in 0..count {
-        let name = &bytes[fields[i].range()];
-        let value = &bytes[values[i].range()];
+    for &(name, value) in &spans {
+        let (name, value) = (&bytes[name.range()], &bytes[value.range()]);
         if name.eq_ignore_ascii_case(CONTENT_LENGTH.as_str().as_bytes()) {
             // Only an explicit empty body; any length, valid or not, is hyper's to read.
             if value != b"0" {
@@ -167,10 +168,10 @@ pub fn parse(buf: &mut BytesMut, limits: HeadLimits) -> Head {
     // Room for the fields the handler adds (x-forwarded-for, x-forwarded-proto, x-request-id,
     // host, traceparent): growing a header map rehashes it, which cost ~2,000 instructions per
     // request when the map was sized to the client's fields alone (callgrind).
-    let mut headers = HeaderMap::with_capacity(count + FIELDS_ADDED);
-    for i in 0..count {
-        let name = HeaderName::from_bytes(&head[fields[i].range()]);
-        let value = HeaderValue::from_maybe_shared(head.slice(values[i].range()));
+    let mut headers = HeaderMap::with_capacity(spans.len() + FIELDS_ADDED);
+    for &(name, value) in &spans {
+        let name = HeaderName::from_bytes(&head[name.range()]);
+        let value = HeaderValue::from_maybe_shared(head.slice(value.range()));
         match (name, value) {
             (Ok(name), Ok(value)) => {
                 headers.append(name, value);
