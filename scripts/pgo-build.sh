@@ -18,7 +18,7 @@
 # Why: the compiler then knows which branches and calls are hot. On a 2-core VM (2026-12-05, one
 # interleaved load run against the plain build): HTTP/1.1 took 25% fewer instructions per request
 # (callgrind), +6-10% req/s at saturation, -9% CPU per request at 4,000 req/s, HTTP/2 +8%, gRPC
-# +11%; the code shrank from 13.8 to 11.7 MB and idle RSS from 7.7 to 6.4 MB (README "Performance").
+# +11%; the code shrank from 13.8 to 11.7 MB and idle RSS from 7.7 to 6.4 MB (benches/performance-log.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
