@@ -384,6 +384,18 @@ async fn a_timed_out_or_abandoned_request_is_cancelled_at_the_http2_upstream() {
     assert_eq!(next_reset(&mut resets).await, h2::Reason::CANCEL);
 }
 
+/// Sends `n` requests at once (`/r0`, `/r1`…), each on its own client connection, and checks
+/// that every one is answered 200 "ok".
+async fn all_answered_ok(url: &str, n: usize) {
+    let calls = (0..n).map(|i| {
+        let url = format!("{url}/r{i}");
+        async move { Client::http1().get(&url).await.expect("get") }
+    });
+    for r in futures_util::future::join_all(calls).await {
+        assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "ok"));
+    }
+}
+
 /// A proxy whose catch-all route goes to one HTTP/2 upstream with the cluster's `idleTimeout`
 /// at `idle`, and its listener's URL.
 async fn proxy_with_idle_timeout(up: std::net::SocketAddr, idle: &str) -> (ProxyProcess, String) {
@@ -493,13 +505,7 @@ async fn a_cold_burst_stays_within_a_stream_limit_the_upstream_has_not_announced
         .await
         .expect("proxy");
     let url = proxy.url("web").await;
-    let calls = (0..150).map(|i| {
-        let url = format!("{url}/r{i}");
-        async move { Client::http1().get(&url).await.expect("get") }
-    });
-    for r in futures_util::future::join_all(calls).await {
-        assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "ok"));
-    }
+    all_answered_ok(&url, 150).await;
     assert!(up.most_open() <= 100, "{} streams at once", up.most_open());
 }
 
@@ -529,13 +535,7 @@ async fn a_connection_that_takes_no_streams_is_replaced_once_not_once_per_reques
     // retried. The first retry opens a second connection; the limit of 0 is not assumed for
     // it, so the other five go on it too instead of each opening one more before its SETTINGS
     // come.
-    let calls = (0..6).map(|i| {
-        let url = format!("{url}/r{i}");
-        async move { Client::http1().get(&url).await.expect("get") }
-    });
-    for r in futures_util::future::join_all(calls).await {
-        assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "ok"));
-    }
+    all_answered_ok(&url, 6).await;
     assert_eq!(up.accepted(), 2, "connections opened");
 }
 
@@ -557,13 +557,7 @@ async fn requests_past_the_upstreams_stream_limit_open_another_connection() {
 
     // Six at once: two on the first connection, and two on each of two more. None waits for
     // another to end, and none is refused.
-    let calls = (0..6).map(|i| {
-        let url = format!("{url}/r{i}");
-        async move { Client::http1().get(&url).await.expect("get") }
-    });
-    for r in futures_util::future::join_all(calls).await {
-        assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "ok"));
-    }
+    all_answered_ok(&url, 6).await;
     assert_eq!(up.most_open(), 2, "the upstream's limit held");
     assert_eq!(up.accepted(), 3, "two connections were added for the burst");
     assert_eq!(up.served(), 7);
