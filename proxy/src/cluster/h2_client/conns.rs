@@ -219,7 +219,8 @@ impl H2Pool {
     }
 
     /// What `/clusters` shows of the endpoint's HTTP/2 connections: how many are open, the
-    /// streams this proxy has on them, and the stream limit the upstream last announced.
+    /// streams this proxy has on them, and the stream limit a new connection assumes (the
+    /// upstream's last announced, [`DEFAULT_STREAM_LIMIT`] before any).
     pub fn status(&self) -> H2Status {
         let conns = self.conns.load();
         let (connections, streams) = still_open(&conns).fold((0, 0), |(n, s), c| {
