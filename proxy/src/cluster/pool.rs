@@ -1,6 +1,6 @@
 //! Talking to an endpoint: HTTP/1.1 connections are pooled per endpoint and reused once a response
-//! has been read whole; HTTP/2 uses one multiplexed connection per endpoint
-//! ([`super::h2_client`]). A request that a pooled HTTP/1.1 connection could not even send (the
+//! has been read whole; HTTP/2 multiplexes requests on a connection per endpoint, more while
+//! they exceed the upstream's stream limit ([`super::h2_client`]). A request that a pooled HTTP/1.1 connection could not even send (the
 //! upstream closed it meanwhile) is given back by hyper and sent on another connection, so
 //! keep-alive races never reach the client.
 //!

@@ -3,6 +3,7 @@ mod activity;
 mod body;
 mod conn;
 mod conn_timer;
+mod field_spans;
 mod forward;
 mod framing;
 mod h1_server;
@@ -17,6 +18,7 @@ pub use body::{
     BoxError, Buffered, ClientBody, Completion, LogContext, RequestBody, ResponseBody, UpstreamBody,
 };
 pub use conn::{ConnInfo, ListenerCtx, serve_connection};
+pub(crate) use field_spans::{FieldSpans, Span, field_spans};
 pub use framing::{FramingVerdict, Watched, ambiguous_request};
 pub use handler::handle;
 /// Public for the fuzz targets (fuzz/) as much as for the handler.

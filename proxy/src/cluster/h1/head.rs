@@ -9,6 +9,8 @@ use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
+use crate::http::{FieldSpans, field_spans};
+
 /// `Keep-Alive` (parameters of a persistent connection), which `http` has no constant for.
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
@@ -76,13 +78,6 @@ pub fn encode_request(method: &Method, target: &str, headers: &HeaderMap, out: &
     out.extend_from_slice(b"\r\n");
 }
 
-/// A header's name and value as offsets into the head.
-#[derive(Clone, Copy, Default)]
-struct Span {
-    name: (u32, u32),
-    value: (u32, u32),
-}
-
 /// Parses the response head at the start of `buf`, taking it (and any 1xx heads before it) off
 /// the buffer. `Ok(None)`: the head is not complete yet; read more and call again.
 pub fn parse_response(
@@ -90,8 +85,8 @@ pub fn parse_response(
     method: &Method,
 ) -> Result<Option<ResponseHead>, HeadError> {
     loop {
-        let mut spans = [Span::default(); MAX_HEADERS];
-        let (len, code, minor, count) = {
+        let mut spans = FieldSpans::new();
+        let (len, code, minor) = {
             // Uninitialised: zeroing 100 fields (3.2 KB) for every response cost more than
             // parsing a short head.
             let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
@@ -107,21 +102,11 @@ pub fn parse_response(
                 }
                 httparse::Status::Partial => return Ok(None),
             };
-            let base = buf.as_ptr() as usize;
-            let offset = |s: &[u8]| {
-                let start = (s.as_ptr() as usize - base) as u32;
-                (start, start + s.len() as u32)
-            };
-            let count = resp.headers.len();
-            for (span, field) in spans.iter_mut().zip(resp.headers.iter()) {
-                span.name = offset(field.name.as_bytes());
-                span.value = offset(field.value);
-            }
+            spans.extend(field_spans(buf, resp.headers));
             (
                 len,
                 resp.code.unwrap_or_default(),
                 resp.version.unwrap_or(1),
-                count,
             )
         };
         if len > MAX_HEAD_BYTES {
@@ -136,14 +121,13 @@ pub fn parse_response(
             // 100 Continue and friends: the final response follows on the same connection.
             continue;
         }
-        let mut headers = HeaderMap::with_capacity(count);
+        let mut headers = HeaderMap::with_capacity(spans.len());
         let mut persistence = Persistence::default();
-        for s in &spans[..count] {
-            let name = HeaderName::from_bytes(&head[s.name.0 as usize..s.name.1 as usize])
+        for &(name, value) in &spans {
+            let name =
+                HeaderName::from_bytes(&head[name.range()]).map_err(|_| HeadError::Header)?;
+            let value = HeaderValue::from_maybe_shared(head.slice(value.range()))
                 .map_err(|_| HeadError::Header)?;
-            let value =
-                HeaderValue::from_maybe_shared(head.slice(s.value.0 as usize..s.value.1 as usize))
-                    .map_err(|_| HeadError::Header)?;
             // Hop-by-hop fields that only speak of this connection are consumed here, so that
             // the proxy's own hop-by-hop pass finds nothing to remove in the usual response.
             if name == KEEP_ALIVE || (name == CONNECTION && persistence.read(&value)) {
