@@ -428,7 +428,9 @@ pub struct H2Behaviour {
 
 /// An HTTP/2 upstream that counts the connections it accepted and those that ended, the streams
 /// it served and the most it had open at once on one connection. `/slow` answers five chunks
-/// 200 ms apart ("chunk 0;"...), anything else "ok"; see [`H2Behaviour`] for the rest.
+/// 200 ms apart ("chunk 0;"...); `/early` answers "ok" at once, then reads the request body to
+/// its end before the stream counts as closed; anything else answers "ok". See [`H2Behaviour`]
+/// for the rest.
 pub struct CountingH2Upstream {
     pub addr: SocketAddr,
     counts: Arc<H2Counts>,
@@ -472,10 +474,9 @@ impl CountingH2Upstream {
                             let now_open = open.fetch_add(1, Ordering::SeqCst) + 1;
                             c.most_open.fetch_max(now_open, Ordering::SeqCst);
                             let open = Arc::clone(&open);
-                            let slow = req.uri().path() == "/slow";
                             tokio::spawn(async move {
                                 tokio::time::sleep(behaviour.answer_delay).await;
-                                Self::answer(slow, respond).await;
+                                Self::answer(req, respond).await;
                                 open.fetch_sub(1, Ordering::SeqCst);
                             });
                         }
@@ -487,7 +488,10 @@ impl CountingH2Upstream {
         CountingH2Upstream { addr, counts, task }
     }
 
-    async fn answer(slow: bool, mut respond: h2::server::SendResponse<Bytes>) {
+    async fn answer(
+        req: http::Request<h2::RecvStream>,
+        mut respond: h2::server::SendResponse<Bytes>,
+    ) {
         let resp = http::Response::builder()
             .status(200)
             .body(())
@@ -495,9 +499,22 @@ impl CountingH2Upstream {
         let Ok(mut body) = respond.send_response(resp, false) else {
             return;
         };
-        if !slow {
-            let _ = body.send_data(Bytes::from_static(b"ok"), true);
-            return;
+        match req.uri().path() {
+            "/slow" => {}
+            "/early" => {
+                // The whole answer at once, then the request body read to its end: the stream
+                // stays open (and counts against the limit) until the client ends it.
+                let _ = body.send_data(Bytes::from_static(b"ok"), true);
+                let mut rx = req.into_body();
+                while let Some(Ok(data)) = rx.data().await {
+                    let _ = rx.flow_control().release_capacity(data.len());
+                }
+                return;
+            }
+            _ => {
+                let _ = body.send_data(Bytes::from_static(b"ok"), true);
+                return;
+            }
         }
         for i in 0..5 {
             tokio::time::sleep(Duration::from_millis(200)).await;

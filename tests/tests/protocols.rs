@@ -585,3 +585,68 @@ async fn requests_past_the_upstreams_stream_limit_open_another_connection() {
     );
     assert_eq!(http2().await["connections"], 1);
 }
+
+#[tokio::test]
+async fn a_request_body_streaming_after_its_response_keeps_its_stream_counted() {
+    use ferry_tests::upstream::{CountingH2Upstream, H2Behaviour};
+    use std::time::Duration;
+    // An upstream that takes one stream at a time per connection; `/early` answers at once and
+    // then reads the request body until the client ends it.
+    let up = CountingH2Upstream::start(H2Behaviour {
+        max_concurrent_streams: Some(1),
+        ..Default::default()
+    })
+    .await;
+    let proxy = ProxyProcess::start(&table_yaml(CATCH_ALL_TO_A, &[("a", &[up.addr], "HTTP2")]))
+        .await
+        .expect("proxy");
+    let addr = proxy.listener("web").await.expect("listener");
+    let url = proxy.url("web").await;
+    // The first connection, whose SETTINGS the proxy then knows.
+    assert_eq!(Client::http1().get(&url).await.expect("get").status, 200);
+
+    let mut client = h2_client(addr).await.ready().await.expect("ready");
+    let upload = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}/early"))
+        .body(())
+        .unwrap();
+    let (response, mut tx) = client.send_request(upload, false).expect("send");
+    tx.send_data(bytes::Bytes::from_static(b"first part"), false)
+        .expect("send part");
+    let response = response.await.expect("the early answer");
+    assert_eq!(response.status(), 200);
+    let mut rx = response.into_body();
+    assert_eq!(read_exactly(&mut rx, 2).await, b"ok");
+    assert!(rx.data().await.is_none(), "the answer is whole");
+
+    // The upload's stream is still open at the upstream, at its limit of one: the next request
+    // goes on a second connection instead of waiting inside h2 for the upload to end.
+    let next = tokio::time::timeout(
+        Duration::from_secs(5),
+        Client::http1().get(&format!("{url}/next")),
+    )
+    .await
+    .expect("the next request waited behind the streaming upload")
+    .expect("get");
+    assert_eq!((next.status.as_u16(), next.body.as_str()), (200, "ok"));
+    assert_eq!(up.accepted(), 2);
+    let http2 = || async {
+        let (_, clusters) = proxy.admin_get("/clusters").await.expect("/clusters");
+        let clusters: serde_json::Value = serde_json::from_str(&clusters).expect("json");
+        clusters[0]["endpoints"][0]["http2"].clone()
+    };
+    assert_eq!(
+        http2().await,
+        serde_json::json!({ "connections": 2, "streams": 1, "stream_limit": 1 })
+    );
+
+    // The upload ends: its stream no longer counts.
+    tx.send_data(bytes::Bytes::from_static(b"last part"), true)
+        .expect("end the upload");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while http2().await["streams"] != 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(http2().await["streams"], 0, "the ended upload still counts");
+}

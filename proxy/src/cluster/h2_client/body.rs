@@ -10,7 +10,7 @@ use http::HeaderMap;
 use http::header::CONTENT_LENGTH;
 use http_body::{Body, Frame, SizeHint};
 
-use super::conns::StreamSlot;
+use super::conns::HeldSlot;
 
 pub struct H2Body {
     recv: RecvStream,
@@ -19,12 +19,13 @@ pub struct H2Body {
     /// (an HTTP/1.1 client then gets a Content-Length instead of chunks).
     remaining: Option<u64>,
     data_done: bool,
-    /// Counts the stream on its connection until the response ends.
-    _slot: StreamSlot,
+    /// Counts the stream on its connection until the response ends (and the request body, when
+    /// it streams on after the response).
+    _slot: HeldSlot,
 }
 
 impl H2Body {
-    pub fn new(recv: RecvStream, headers: &HeaderMap, slot: StreamSlot) -> H2Body {
+    pub fn new(recv: RecvStream, headers: &HeaderMap, slot: HeldSlot) -> H2Body {
         let remaining = headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())

@@ -78,7 +78,8 @@ pub struct H2Conn {
     sender: SendRequest<Bytes>,
     /// Set when the connection has ended, or was retired as idle: no new stream goes on it.
     closed: AtomicBool,
-    /// Streams of this proxy's on it whose responses have not ended.
+    /// Streams of this proxy's on it that have not ended: the response, and a request body
+    /// still streaming after it.
     streams: AtomicUsize,
     /// Streams ever taken on it: the idle check compares it between two looks.
     taken: AtomicU64,
@@ -108,9 +109,10 @@ impl H2Conn {
     }
 }
 
-/// A request's stream on a connection, counted until the response ends or the request fails.
-/// A request body still streaming after its response has ended is not counted; h2 itself holds
-/// back streams past the upstream's limit, so that only makes another connection open later.
+/// A request's stream on a connection, counted until the response ends or the request fails,
+/// and, when the request body streams on after the response has come, until the body ends too
+/// (see [`HeldSlot`]): h2 holds such a stream open against the upstream's limit, and a request
+/// given a place on that connection would wait inside h2 for it to end.
 pub struct StreamSlot(Arc<H2Conn>);
 
 impl StreamSlot {
@@ -127,6 +129,15 @@ impl Drop for StreamSlot {
     fn drop(&mut self) {
         self.0.streams.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// A stream's slot as its response body holds it: its own in the usual case, or shared with
+/// the task still streaming the request body after the response came (a client-streaming or
+/// bidirectional call), so that the stream counts until both have ended. Only that case
+/// allocates.
+pub enum HeldSlot {
+    Alone(StreamSlot),
+    Shared(Arc<StreamSlot>),
 }
 
 /// A stream for a request to `ep`: on the oldest open connection with room under the upstream's

@@ -16,7 +16,7 @@ mod pipe;
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use h2::client::ResponseFuture;
 use http::header::{CONTENT_LENGTH, HeaderValue, TE};
@@ -24,6 +24,7 @@ use http::{HeaderMap, Method, Request, Response};
 use http_body::Body;
 
 pub use body::H2Body;
+use conns::HeldSlot;
 pub use conns::{H2Pool, H2Status};
 use pipe::Pipe;
 
@@ -91,21 +92,39 @@ pub fn send<'a>(
                     source,
                 })?;
         drop(sender);
-        let exchange = Exchange {
+        let mut exchange = Exchange {
             response,
             pipe: (!eos).then(|| Pipe::new(body, tx)),
         };
-        let resp = exchange.await.map_err(|source| UpstreamError::Stream {
-            addr: ep.addr,
-            source,
-        })?;
+        let resp = (&mut exchange)
+            .await
+            .map_err(|source| UpstreamError::Stream {
+                addr: ep.addr,
+                source,
+            })?;
+        let slot = match exchange.pipe {
+            None => HeldSlot::Alone(slot),
+            // The response came before the body was sent whole (a streaming call): the rest
+            // of the body streams from a task of its own, for as long as the client sends, and
+            // the stream counts on its connection until that ends too.
+            Some(pipe) => {
+                let slot = Arc::new(slot);
+                let held = Arc::clone(&slot);
+                tokio::spawn(async move {
+                    log_unsent(pipe.await);
+                    drop(held);
+                });
+                HeldSlot::Shared(slot)
+            }
+        };
         let (parts, recv) = resp.into_parts();
         let body = H2Body::new(recv, &parts.headers, slot);
         Ok(Response::from_parts(parts, body))
     }
 }
 
-/// The response, with the request body streaming beside it until the response comes.
+/// The response, with the request body streaming beside it until the response comes. What is
+/// left of the body when the response comes stays in `pipe`.
 struct Exchange {
     response: ResponseFuture,
     pipe: Option<Pipe>,
@@ -124,13 +143,7 @@ impl Future for Exchange {
             log_unsent(result);
             this.pipe = None;
         }
-        let resp = ready!(Pin::new(&mut this.response).poll(cx));
-        if let Some(pipe) = this.pipe.take() {
-            // The response came before the body was sent whole (a streaming call): the rest
-            // of the body streams from a task of its own, for as long as the client sends.
-            tokio::spawn(async move { log_unsent(pipe.await) });
-        }
-        Poll::Ready(resp)
+        Pin::new(&mut this.response).poll(cx)
     }
 }
 
