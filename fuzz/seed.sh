@@ -62,4 +62,25 @@ printf '\007POST / HTTP/1.1\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r
 add http1_framing "$tmp/h1"
 printf '\001GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' > "$tmp/h1"
 add http1_framing "$tmp/h1"
+# Request heads for Ferry's own HTTP/1.1 server: one it takes (with the next request's start
+# after it), an HTTP/1.0 HEAD, and one with a body it leaves for hyper.
+printf 'GET /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\nGET /' > "$tmp/rq"
+add http1_request_head "$tmp/rq"
+printf 'HEAD / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n' > "$tmp/rq"
+add http1_request_head "$tmp/rq"
+printf 'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n' > "$tmp/rq"
+add http1_request_head "$tmp/rq"
+# Upstream response heads (a leading byte sizes the reads; its top bit makes the request HEAD):
+# a 100 before the final head, Transfer-Encoding beside Content-Length, and a 204 with a length.
+printf '\005HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\nhello' > "$tmp/rs"
+add http1_response_head "$tmp/rs"
+printf '\203HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\n\r\n' > "$tmp/rs"
+add http1_response_head "$tmp/rs"
+printf '\020HTTP/1.0 204 No Content\r\nContent-Length: 7, 7\r\n\r\n' > "$tmp/rs"
+add http1_response_head "$tmp/rs"
+# Chunked bodies (a leading byte sizes the reads): extensions, trailers, the next response after.
+printf '\0055;ext=1\r\nhello\r\n6 \r\n world\r\n0\r\nGrpc-Status: 0\r\n\r\nHTTP/1.1' > "$tmp/ch"
+add http1_chunked "$tmp/ch"
+printf '\001A\r\n0123456789\r\n0\r\n\r\n' > "$tmp/ch"
+add http1_chunked "$tmp/ch"
 for t in corpus/*; do echo "$(ls "$t" | wc -l) seeds in $t"; done

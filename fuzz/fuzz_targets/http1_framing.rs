@@ -12,7 +12,11 @@ fuzz_target!(|data: &[u8]| {
     let whole = ambiguous_request([bytes]);
     // Pieces of 1..=16 bytes, sized by the seed.
     let size = usize::from(seed % 16) + 1;
-    assert_eq!(ambiguous_request(bytes.chunks(size)), whole, "pieces of {size}");
+    assert_eq!(
+        ambiguous_request(bytes.chunks(size)),
+        whole,
+        "pieces of {size}"
+    );
     let cut = usize::from(seed).min(bytes.len());
     let (a, b) = bytes.split_at(cut);
     assert_eq!(ambiguous_request([a, b]), whole, "split at {cut}");

@@ -20,6 +20,11 @@ use arc_swap::ArcSwap;
 use ferry_api::v1;
 
 pub use endpoint::{ActiveRequest, Endpoint};
+/// Public for the fuzz targets (fuzz/): the direct HTTP/1.1 client's response-head parser and
+/// chunked decoder.
+pub use h1::{
+    ChunkError, ChunkedDecoder, Decoded, Framing, HeadError, ResponseHead, parse_response,
+};
 pub use incoming::UpstreamIncoming;
 pub use pool::{PooledConn, UpstreamError, can_borrow, connect_stream, send, send_borrowed};
 

@@ -20,6 +20,8 @@ pub use body::{
 pub use conn::{ConnInfo, ListenerCtx, serve_connection};
 pub(crate) use field_spans::{FieldSpans, Span, field_spans};
 pub use framing::{FramingVerdict, Watched, ambiguous_request};
+/// Public for the fuzz targets (fuzz/): the request-head reader of Ferry's own HTTP/1.1 server.
+pub use h1_server::{Head as RequestHead, HeadLimits, RequestMeta, parse as parse_request_head};
 pub use handler::handle;
 /// Public for the fuzz targets (fuzz/) as much as for the handler.
 pub use headers::{

@@ -9,6 +9,11 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 const MAX_SIZE_DIGITS: usize = 16;
 /// Chunk-extension bytes accepted over a whole body (hyper's limit).
 const MAX_EXTENSION_BYTES: usize = 16 * 1024;
+/// The longest chunk-size line taken (without its LF): the digits, CR, and extensions. A longer
+/// one is refused whether its LF has come yet or not, so that the verdict does not depend on how
+/// the bytes were split into reads (found while writing the `http1_chunked` fuzz target's
+/// check: a size followed by 20,000 spaces was taken whole and refused in pieces).
+const MAX_SIZE_LINE: usize = MAX_SIZE_DIGITS + 2 + MAX_EXTENSION_BYTES;
 /// The trailer section's limits (hyper's).
 const MAX_TRAILER_BYTES: usize = 16 * 1024;
 const MAX_TRAILER_FIELDS: usize = 100;
@@ -74,8 +79,9 @@ impl ChunkedDecoder {
         loop {
             match self.state {
                 State::Size => {
-                    let Some(line_end) = buf.iter().position(|&b| b == b'\n') else {
-                        if buf.len() > MAX_SIZE_DIGITS + 2 + MAX_EXTENSION_BYTES {
+                    let line_end = buf.iter().take(MAX_SIZE_LINE + 1).position(|&b| b == b'\n');
+                    let Some(line_end) = line_end else {
+                        if buf.len() > MAX_SIZE_LINE {
                             return Err(ChunkError::ExtensionsTooLong);
                         }
                         return Ok(None);
@@ -295,6 +301,23 @@ mod tests {
             run(&trailers, trailers.len()),
             Err(ChunkError::TrailersTooLarge)
         ));
+    }
+
+    #[test]
+    fn a_size_line_is_bounded_whether_its_end_has_come_or_not() {
+        // Whitespace after the size is allowed, but not without bound: past the line limit the
+        // body is refused, fed whole or a byte at a time.
+        let mut input = b"1".to_vec();
+        input.extend(std::iter::repeat_n(b' ', MAX_SIZE_LINE));
+        input.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
+        assert!(run(&input, input.len()).is_err(), "taken whole");
+        assert!(run(&input, 1).is_err(), "taken in two reads");
+        // At the limit, it is taken either way.
+        let mut input = b"1".to_vec();
+        input.extend(std::iter::repeat_n(b' ', MAX_SIZE_LINE - 2));
+        input.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
+        assert_eq!(run(&input, input.len()).unwrap().0, b"x");
+        assert_eq!(run(&input, 1).unwrap().0, b"x");
     }
 
     #[test]

@@ -17,7 +17,9 @@ use http_body::Body;
 use tokio::sync::oneshot;
 
 pub use body::DirectBody;
+pub use chunked::{ChunkError, ChunkedDecoder, Decoded};
 pub use conn::{ActiveGuard, ExchangeError, RawConn};
+pub use head::{Framing, HeadError, ResponseHead, parse_response};
 
 use super::pool::{UpstreamError, connect};
 use super::{Cluster, Endpoint};

@@ -31,7 +31,7 @@ use super::conn::{ConnInfo, ListenerCtx};
 use super::conn_timer::{ConnTimer, RequestTimers};
 use crate::read_scratch;
 use crate::table::ListenerTable;
-use request::{Head, HeadLimits};
+pub use request::{Head, HeadLimits, RequestMeta, parse};
 use response::{BodyLen, Framing};
 
 /// How a connection left this server.
