@@ -319,11 +319,18 @@ async fn responses_that_arrive_in_parts_or_fill_a_read_are_read_whole() {
     );
 }
 
-#[tokio::test]
-async fn a_request_waiting_for_a_new_connection_takes_one_freed_meanwhile() {
-    // An upstream that serves its first connection and accepts no other until released. Its accept
-    // queue (backlog 1) is filled below, so the kernel drops the SYN of any new connection to it:
-    // opening one stays pending, as toward a saturated or distant upstream.
+/// An upstream that serves its first connection and accepts no other until released. Each
+/// response's body names its connection ("conn1"); `GET /slow` is answered after 400 ms, followed
+/// in the same write by `after_slow`. Its accept queue (backlog 1) is meant to be filled (see
+/// `fill_accept_queue`): the kernel then drops the SYN of any new connection to it, and opening
+/// one stays pending, as toward a saturated or distant upstream.
+fn held_upstream(
+    after_slow: &'static str,
+) -> (
+    SocketAddr,
+    std::sync::Arc<tokio::sync::Notify>,
+    tokio::task::JoinHandle<()>,
+) {
     let listener = ferry_tests::tcp::backlog_one_listener();
     let up = listener.local_addr().unwrap();
     let release = std::sync::Arc::new(tokio::sync::Notify::new());
@@ -336,13 +343,15 @@ async fn a_request_waiting_for_a_new_connection_takes_one_freed_meanwhile() {
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 while let Some(req) = read_request(&mut s, &mut buf).await {
-                    if req.starts_with("GET /slow ") {
+                    let slow = req.starts_with("GET /slow ");
+                    if slow {
                         tokio::time::sleep(Duration::from_millis(400)).await;
                     }
                     let body = format!("conn{conn}");
                     let resp = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                        body.len()
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}{}",
+                        body.len(),
+                        if slow { after_slow } else { "" }
                     );
                     if s.write_all(resp.as_bytes()).await.is_err() {
                         return;
@@ -354,6 +363,12 @@ async fn a_request_waiting_for_a_new_connection_takes_one_freed_meanwhile() {
             }
         }
     });
+    (up, release, server)
+}
+
+#[tokio::test]
+async fn a_request_waiting_for_a_new_connection_takes_one_freed_meanwhile() {
+    let (up, release, server) = held_upstream("");
     let (_proxy, proxy) = proxy_to(up).await;
     assert_eq!(body(&request(proxy, "GET", "/first", "").await), "conn1");
 
@@ -370,5 +385,35 @@ async fn a_request_waiting_for_a_new_connection_takes_one_freed_meanwhile() {
 
     release.notify_one();
     drop(fillers);
+    server.abort();
+}
+
+#[tokio::test]
+async fn a_connection_with_bytes_after_its_response_is_not_handed_to_a_waiting_request() {
+    // The slow response is followed, in the same write, by a whole second response that nobody
+    // asked for. Handed to the request waiting for a connection, the connection would give it
+    // that response instead of its own: the upstream would answer one client with bytes it
+    // sent before that client's request was even written.
+    let (up, release, server) = held_upstream("HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nevil");
+    let (_proxy, proxy) = proxy_to(up).await;
+    assert_eq!(body(&request(proxy, "GET", "/first", "").await), "conn1");
+    let fillers = ferry_tests::tcp::fill_accept_queue(up).await;
+
+    let slow = tokio::spawn(async move { request(proxy, "GET", "/slow", "").await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let next = tokio::spawn(async move { request(proxy, "GET", "/next", "").await });
+    assert_eq!(body(&slow.await.unwrap()), "conn1");
+    // The connection that carried the slow response is closed, not handed over: the next
+    // request waits for its own, which completes once the upstream accepts again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    release.notify_one();
+    drop(fillers);
+    let next = next.await.unwrap();
+    let got = body(&next);
+    assert_eq!(status(&next), 200, "{next}");
+    assert!(
+        got.starts_with("conn") && got != "conn1",
+        "the next request got {got:?}, not an answer on a connection of its own"
+    );
     server.abort();
 }
