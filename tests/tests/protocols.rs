@@ -408,6 +408,13 @@ async fn proxy_with_idle_timeout(up: std::net::SocketAddr, idle: &str) -> (Proxy
     (proxy, url)
 }
 
+/// What `/clusters` shows of the first cluster's first endpoint's HTTP/2 connections.
+async fn http2_status(proxy: &ProxyProcess) -> serde_json::Value {
+    let (_, clusters) = proxy.admin_get("/clusters").await.expect("/clusters");
+    let clusters: serde_json::Value = serde_json::from_str(&clusters).expect("json");
+    clusters[0]["endpoints"][0]["http2"].clone()
+}
+
 #[tokio::test]
 async fn an_idle_http2_upstream_connection_is_closed_after_the_idle_timeout() {
     use std::time::{Duration, Instant};
@@ -561,13 +568,8 @@ async fn requests_past_the_upstreams_stream_limit_open_another_connection() {
     assert_eq!(up.most_open(), 2, "the upstream's limit held");
     assert_eq!(up.accepted(), 3, "two connections were added for the burst");
     assert_eq!(up.served(), 7);
-    let http2 = || async {
-        let (_, clusters) = proxy.admin_get("/clusters").await.expect("/clusters");
-        let clusters: serde_json::Value = serde_json::from_str(&clusters).expect("json");
-        clusters[0]["endpoints"][0]["http2"].clone()
-    };
     assert_eq!(
-        http2().await,
+        http2_status(&proxy).await,
         serde_json::json!({ "connections": 3, "streams": 0, "stream_limit": 2 })
     );
 
@@ -583,7 +585,7 @@ async fn requests_past_the_upstreams_stream_limit_open_another_connection() {
         (3, 2),
         "the added connections stayed open, or the first one closed while in use"
     );
-    assert_eq!(http2().await["connections"], 1);
+    assert_eq!(http2_status(&proxy).await["connections"], 1);
 }
 
 #[tokio::test]
@@ -631,13 +633,8 @@ async fn a_request_body_streaming_after_its_response_keeps_its_stream_counted() 
     .expect("get");
     assert_eq!((next.status.as_u16(), next.body.as_str()), (200, "ok"));
     assert_eq!(up.accepted(), 2);
-    let http2 = || async {
-        let (_, clusters) = proxy.admin_get("/clusters").await.expect("/clusters");
-        let clusters: serde_json::Value = serde_json::from_str(&clusters).expect("json");
-        clusters[0]["endpoints"][0]["http2"].clone()
-    };
     assert_eq!(
-        http2().await,
+        http2_status(&proxy).await,
         serde_json::json!({ "connections": 2, "streams": 1, "stream_limit": 1 })
     );
 
@@ -645,8 +642,12 @@ async fn a_request_body_streaming_after_its_response_keeps_its_stream_counted() 
     tx.send_data(bytes::Bytes::from_static(b"last part"), true)
         .expect("end the upload");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while http2().await["streams"] != 0 && std::time::Instant::now() < deadline {
+    while http2_status(&proxy).await["streams"] != 0 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(http2().await["streams"], 0, "the ended upload still counts");
+    assert_eq!(
+        http2_status(&proxy).await["streams"],
+        0,
+        "the ended upload still counts"
+    );
 }
