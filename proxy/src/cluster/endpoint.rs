@@ -105,7 +105,22 @@ impl Endpoint {
 
     /// Returns a direct connection whose last response was read completely, or a new one its
     /// request did not need: to a request waiting for one, else to the pool.
+    ///
+    /// Not one that holds bytes the upstream sent past the end of its response (a body longer
+    /// than its Content-Length, a body on a HEAD or 204 response, a response nobody asked
+    /// for): they would be read as the response to the next request it carries, a request
+    /// that may not even be written yet (a desync). The pool's own check when a connection is
+    /// taken ([`RawConn::is_reusable`]) does not see a connection handed straight to a waiting
+    /// request, so the check is here, before either. hyper's client and Envoy close such a
+    /// connection too. Bytes that come later, while it is idle, are caught when it is taken.
     pub(super) fn push_direct(&self, conn: Box<RawConn>) {
+        if conn.holds_unread() {
+            tracing::debug!(
+                endpoint = %self.addr,
+                "the upstream sent bytes after the response; closing the connection"
+            );
+            return;
+        }
         let Some(conn) = self.handoff.offer(conn) else {
             return;
         };

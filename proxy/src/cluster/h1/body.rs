@@ -62,27 +62,13 @@ impl DirectBody {
         body
     }
 
-    /// The response has been read whole: the connection goes back to the pool if it may.
-    ///
-    /// Not when the upstream sent bytes past the end of the response (a body longer than its
-    /// Content-Length, a body on a HEAD or 204 response, a response nobody asked for): those
-    /// bytes would be read as the response to the next request the connection carries, a
-    /// request that may not even be written yet (a desync). hyper's client and Envoy close
-    /// such a connection too. An idle connection that receives bytes later is caught when it
-    /// is next taken from the pool ([`RawConn::is_reusable`]).
+    /// The response has been read whole: the connection goes back to the pool if it may (see
+    /// `Endpoint::push_direct` for bytes the upstream sent past its end).
     fn finish(&mut self) {
         self.kind = Kind::Done;
         let (Some(mut conn), Some(ep)) = (self.conn.take(), self.pool.take()) else {
             return;
         };
-        if !conn.read.is_empty() {
-            tracing::debug!(
-                endpoint = %ep.addr,
-                bytes = conn.read.len(),
-                "the upstream sent bytes after the response; closing the connection"
-            );
-            return;
-        }
         conn.shrink();
         ep.push_direct(conn);
     }

@@ -95,11 +95,17 @@ impl RawConn {
     /// sent anything unasked. The reactor's readiness answers without a syscall when nothing
     /// happened since the last read (tokio clears readiness on a short read).
     pub fn is_reusable(&mut self) -> bool {
-        if !self.read.is_empty() {
+        if self.holds_unread() {
             return false;
         }
         let mut cx = Context::from_waker(Waker::noop());
         matches!(self.poll_fill(&mut cx), Poll::Pending)
+    }
+
+    /// Whether bytes from the upstream wait unread. Between responses those are bytes nobody
+    /// asked for, which the next request on the connection would read as its response.
+    pub fn holds_unread(&self) -> bool {
+        !self.read.is_empty()
     }
 
     /// Writes a bodiless request's head.
