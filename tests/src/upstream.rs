@@ -500,25 +500,23 @@ impl CountingH2Upstream {
             return;
         };
         match req.uri().path() {
-            "/slow" => {}
-            "/early" => {
-                // The whole answer at once, then the request body read to its end: the stream
-                // stays open (and counts against the limit) until the client ends it.
-                let _ = body.send_data(Bytes::from_static(b"ok"), true);
-                let mut rx = req.into_body();
-                while let Some(Ok(data)) = rx.data().await {
-                    let _ = rx.flow_control().release_capacity(data.len());
+            "/slow" => {
+                for i in 0..5 {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let _ = body.send_data(format!("chunk {i};").into(), i == 4);
                 }
-                return;
             }
-            _ => {
+            path => {
                 let _ = body.send_data(Bytes::from_static(b"ok"), true);
-                return;
+                if path == "/early" {
+                    // The whole answer at once, then the request body read to its end: the
+                    // stream stays open (and counts against the limit) until the client ends it.
+                    let mut rx = req.into_body();
+                    while let Some(Ok(data)) = rx.data().await {
+                        let _ = rx.flow_control().release_capacity(data.len());
+                    }
+                }
             }
-        }
-        for i in 0..5 {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let _ = body.send_data(format!("chunk {i};").into(), i == 4);
         }
     }
 

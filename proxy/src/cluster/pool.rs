@@ -1,8 +1,8 @@
 //! Talking to an endpoint: HTTP/1.1 connections are pooled per endpoint and reused once a response
 //! has been read whole; HTTP/2 multiplexes requests on a connection per endpoint, more while
-//! they exceed the upstream's stream limit ([`super::h2_client`]). A request that a pooled HTTP/1.1 connection could not even send (the
-//! upstream closed it meanwhile) is given back by hyper and sent on another connection, so
-//! keep-alive races never reach the client.
+//! they exceed the upstream's stream limit ([`super::h2_client`]). A request that a pooled
+//! HTTP/1.1 connection could not even send (the upstream closed it meanwhile) is given back by
+//! hyper and sent on another connection, so keep-alive races never reach the client.
 //!
 //! Bodiless HTTP/1.1 requests go through Ferry's direct client ([`super::h1`]) instead, with a
 //! pool of its own; a request with a body takes an idle direct connection before opening one.
