@@ -16,7 +16,7 @@ mod pipe;
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use h2::client::ResponseFuture;
 use http::header::{CONTENT_LENGTH, HeaderValue, TE};
@@ -92,17 +92,16 @@ pub fn send<'a>(
                     source,
                 })?;
         drop(sender);
-        let mut exchange = Exchange {
+        let exchange = Exchange {
             response,
             pipe: (!eos).then(|| Pipe::new(body, tx)),
         };
-        let resp = (&mut exchange)
-            .await
-            .map_err(|source| UpstreamError::Stream {
-                addr: ep.addr,
-                source,
-            })?;
-        let slot = match exchange.pipe {
+        let (resp, pipe) = exchange.await;
+        let resp = resp.map_err(|source| UpstreamError::Stream {
+            addr: ep.addr,
+            source,
+        })?;
+        let slot = match pipe {
             None => HeldSlot::Alone(slot),
             // The response came before the body was sent whole (a streaming call): the rest
             // of the body streams from a task of its own, for as long as the client sends, and
@@ -131,7 +130,8 @@ struct Exchange {
 }
 
 impl Future for Exchange {
-    type Output = Result<Response<h2::RecvStream>, h2::Error>;
+    /// The response, and what is left of the body when it came.
+    type Output = (Result<Response<h2::RecvStream>, h2::Error>, Option<Pipe>);
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
@@ -143,7 +143,8 @@ impl Future for Exchange {
             log_unsent(result);
             this.pipe = None;
         }
-        Pin::new(&mut this.response).poll(cx)
+        let resp = ready!(Pin::new(&mut this.response).poll(cx));
+        Poll::Ready((resp, this.pipe.take()))
     }
 }
 
